@@ -1,0 +1,175 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/** A DICOM application entity this node knows: a C-MOVE destination and/or a query/retrieve source. */
+const PeerSchema = z
+  .object({
+    aeTitle: z.string().min(1).max(16).regex(/^[^\\]*$/, 'AE title must not contain a backslash'),
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535),
+    /** Base URL of the peer's DICOMweb service (…/dicom-web), when it has one. */
+    dicomweb: z.string().url().optional(),
+    description: z.string().optional(),
+  })
+  .strict();
+
+export const ConfigSchema = z
+  .object({
+    aeTitle: z.string().min(1).max(16).default('OPENDRIM'),
+    bind: z.string().min(1).default('0.0.0.0'),
+    httpPort: z.number().int().min(0).max(65535).default(8080),
+    dicomPort: z.number().int().min(0).max(65535).default(11112),
+    dataDir: z.string().min(1).default('./data'),
+    /** `postgres://…` switches the index to PostgreSQL; otherwise SQLite under dataDir. */
+    databaseUrl: z.string().optional(),
+    /** Public base URL of this node, used in Retrieve URLs and BulkDataURIs; derived from the request when absent. */
+    publicUrl: z.string().url().optional(),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    storage: z
+      .object({
+        /** What to do when an instance with a known SOP Instance UID arrives again. */
+        duplicates: z.enum(['keep', 'overwrite']).default('keep'),
+        /** Largest single instance accepted (bytes), over DIMSE and STOW-RS. */
+        maxInstanceBytes: z.number().int().positive().default(4 * 1024 ** 3),
+      })
+      .strict()
+      .default({ duplicates: 'keep', maxInstanceBytes: 4 * 1024 ** 3 }),
+    dicom: z
+      .object({
+        /** Accept associations from calling AE titles that are not in `peers`. */
+        acceptUnknownCallingAe: z.boolean().default(false),
+        /** Check that the called AE title is ours. */
+        checkCalledAe: z.boolean().default(true),
+        maxPduLength: z.number().int().min(4096).max(16 * 1024 * 1024).default(262144),
+        maxAssociations: z.number().int().positive().default(64),
+        /** Idle time (ms) after which an association is aborted. */
+        idleTimeoutMs: z.number().int().positive().default(60_000),
+        /** Upper bound on C-FIND matches returned. */
+        maxFindResults: z.number().int().positive().default(10_000),
+      })
+      .strict()
+      .default({
+        acceptUnknownCallingAe: false,
+        checkCalledAe: true,
+        maxPduLength: 262144,
+        maxAssociations: 64,
+        idleTimeoutMs: 60_000,
+        maxFindResults: 10_000,
+      }),
+    dicomweb: z
+      .object({
+        maxQidoResults: z.number().int().positive().default(1000),
+        maxStowBytes: z.number().int().positive().default(8 * 1024 ** 3),
+      })
+      .strict()
+      .default({ maxQidoResults: 1000, maxStowBytes: 8 * 1024 ** 3 }),
+    peers: z.array(PeerSchema).default([]),
+  })
+  .strict();
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type Peer = z.infer<typeof PeerSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Environment variables that override the file, and the key each one sets. */
+const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 'peers' }> = {
+  OPENDRIM_AE_TITLE: { key: 'aeTitle', kind: 'string' },
+  OPENDRIM_BIND: { key: 'bind', kind: 'string' },
+  OPENDRIM_HTTP_PORT: { key: 'httpPort', kind: 'int' },
+  OPENDRIM_DICOM_PORT: { key: 'dicomPort', kind: 'int' },
+  OPENDRIM_DATA_DIR: { key: 'dataDir', kind: 'string' },
+  OPENDRIM_PUBLIC_URL: { key: 'publicUrl', kind: 'string' },
+  OPENDRIM_LOG_LEVEL: { key: 'logLevel', kind: 'string' },
+  OPENDRIM_ACCEPT_UNKNOWN_AE: { key: 'dicom.acceptUnknownCallingAe', kind: 'bool' },
+  OPENDRIM_PEERS: { key: 'peers', kind: 'peers' },
+  DATABASE_URL: { key: 'databaseUrl', kind: 'string' },
+};
+
+/** `AE@host:port[,AE2@host2:port2]` — the compact peer list accepted in OPENDRIM_PEERS. */
+export function parsePeerList(text: string): Peer[] {
+  const trimmed = text.trim();
+  if (trimmed.startsWith('[')) return JSON.parse(trimmed) as Peer[];
+  return trimmed
+    .split(',')
+    .filter((s) => s.trim() !== '')
+    .map((item) => {
+      const m = /^([^@]{1,16})@([^:]+):(\d+)$/.exec(item.trim());
+      if (!m) throw new ConfigError(`OPENDRIM_PEERS: "${item}" is not AE@host:port`);
+      return { aeTitle: m[1]!, host: m[2]!, port: Number(m[3]) };
+    });
+}
+
+function setPath(target: Record<string, unknown>, dotted: string, value: unknown): void {
+  const parts = dotted.split('.');
+  let cur = target;
+  for (const p of parts.slice(0, -1)) {
+    if (typeof cur[p] !== 'object' || cur[p] === null) cur[p] = {};
+    cur = cur[p] as Record<string, unknown>;
+  }
+  cur[parts[parts.length - 1]!] = value;
+}
+
+function envValue(name: string, raw: string, kind: string): unknown {
+  switch (kind) {
+    case 'int': {
+      if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${name}: "${raw}" is not a whole number`);
+      return Number(raw);
+    }
+    case 'bool':
+      if (!/^(true|false|1|0|yes|no)$/i.test(raw.trim())) throw new ConfigError(`${name}: "${raw}" is not true or false`);
+      return /^(true|1|yes)$/i.test(raw.trim());
+    case 'peers':
+      return parsePeerList(raw);
+    default:
+      return raw;
+  }
+}
+
+export function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
+  }
+  try {
+    const parsed: unknown = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text);
+    if (parsed === null || parsed === undefined) return {};
+    if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('top level must be a mapping');
+    return parsed as Record<string, unknown>;
+  } catch (e) {
+    throw new ConfigError(`config file ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Builds the effective configuration: file (if any), then environment variables, then overrides from code.
+ * Every problem is reported with the key that carries it, so an operator knows what to fix.
+ */
+export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: Record<string, unknown> } = {}): Config {
+  const raw: Record<string, unknown> = opts.file ? readConfigFile(opts.file) : {};
+  const env = opts.env ?? process.env;
+  for (const [name, { key, kind }] of Object.entries(ENV_KEYS)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') setPath(raw, key, envValue(name, v, kind));
+  }
+  for (const [k, v] of Object.entries(opts.overrides ?? {})) setPath(raw, k, v);
+  const result = ConfigSchema.safeParse(raw);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(top level)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration${opts.file ? ` (${opts.file})` : ''}:\n${lines.join('\n')}`);
+  }
+  const cfg = result.data;
+  cfg.dataDir = path.resolve(cfg.dataDir);
+  const seen = new Set<string>();
+  for (const p of cfg.peers) {
+    if (seen.has(p.aeTitle)) throw new ConfigError(`invalid configuration: peers: AE title ${p.aeTitle} is listed twice`);
+    seen.add(p.aeTitle);
+  }
+  return cfg;
+}

@@ -1,0 +1,183 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, mkdirSync } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
+
+/**
+ * Where instance files live. The filesystem implementation is the embedded default; an object-storage
+ * implementation plugs in behind the same interface.
+ */
+export interface BlobStore {
+  /** A writer for a new object; nothing is visible under any key until `commit`. */
+  createWriter(opts?: { prefixBytes?: number; maxBytes?: number }): Promise<BlobWriter>;
+  commit(writer: BlobWriter, key: string): Promise<void>;
+  read(key: string, range?: { start: number; end?: number }): Readable;
+  size(key: string): Promise<number>;
+  remove(key: string): Promise<void>;
+  ping(): Promise<void>;
+}
+
+export class SizeLimitError extends Error {
+  override name = 'SizeLimitError';
+}
+
+/**
+ * A Writable that streams to a temporary file and keeps the first `prefixBytes` in memory, so the DICOM header
+ * can be parsed without reading the file back. `finish` means the bytes are on stable storage (fdatasync).
+ */
+export class BlobWriter extends Writable {
+  bytes = 0;
+  private readonly chunks: Buffer[] = [];
+  private prefixLength = 0;
+  private fh: FileHandle | undefined;
+
+  constructor(
+    readonly tempPath: string,
+    private readonly prefixBytes: number,
+    private readonly maxBytes: number,
+  ) {
+    // autoDestroy off: destroying removes the temporary file, which must survive until commit renames it.
+    super({ highWaterMark: 1024 * 1024, autoDestroy: false });
+  }
+
+  /** The kept prefix (the whole content when `bytes <= prefixBytes`). */
+  get prefix(): Buffer {
+    return Buffer.concat(this.chunks, this.prefixLength);
+  }
+
+  get complete(): boolean {
+    return this.bytes <= this.prefixBytes;
+  }
+
+  override _construct(cb: (err?: Error | null) => void): void {
+    open(this.tempPath, 'w').then(
+      (fh) => {
+        this.fh = fh;
+        cb();
+      },
+      (e: Error) => cb(e),
+    );
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
+      cb(new SizeLimitError(`object larger than the ${this.maxBytes}-byte limit`));
+      return;
+    }
+    if (this.prefixLength < this.prefixBytes) {
+      const keep = chunk.subarray(0, this.prefixBytes - this.prefixLength);
+      // Copy: the network layer may reuse its buffer after the write callback.
+      this.chunks.push(Buffer.from(keep));
+      this.prefixLength += keep.length;
+    }
+    this.fh!.write(chunk).then(() => cb(), (e: Error) => cb(e));
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    const fh = this.fh!;
+    fh.datasync()
+      .then(() => fh.close())
+      .then(() => {
+        this.fh = undefined;
+        cb();
+      }, (e: Error) => cb(e));
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const fh = this.fh;
+    this.fh = undefined;
+    const done = () => rm(this.tempPath, { force: true }).then(() => cb(err), () => cb(err));
+    if (fh) fh.close().then(done, done);
+    else done();
+  }
+
+  /** Waits until the data is durable; rejects with the write error if any. */
+  finished(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.writableFinished) return resolve();
+      this.once('finish', resolve);
+      this.once('error', reject);
+      if (!this.writableEnded) this.end();
+    });
+  }
+
+  /** Drops the temporary file (after a failed or duplicate receive). */
+  async discard(): Promise<void> {
+    if (!this.destroyed) this.destroy();
+    await rm(this.tempPath, { force: true });
+  }
+}
+
+export class FsBlobStore implements BlobStore {
+  private readonly tmpDir: string;
+  private readonly root: string;
+
+  constructor(dataDir: string) {
+    this.root = path.join(dataDir, 'storage');
+    this.tmpDir = path.join(dataDir, 'tmp');
+    mkdirSync(this.root, { recursive: true });
+    mkdirSync(this.tmpDir, { recursive: true });
+  }
+
+  /** Keys are spread over two directory levels so no directory grows to millions of entries. */
+  static keyFor(sopInstanceUid: string): string {
+    const h = createHash('sha1').update(sopInstanceUid).digest('hex');
+    return `${h.slice(0, 2)}/${h.slice(2, 4)}/${h}.dcm`;
+  }
+
+  private pathOf(key: string): string {
+    if (key.includes('..') || path.isAbsolute(key)) throw new Error(`invalid blob key ${key}`);
+    return path.join(this.root, key);
+  }
+
+  async createWriter(opts: { prefixBytes?: number; maxBytes?: number } = {}): Promise<BlobWriter> {
+    return new BlobWriter(path.join(this.tmpDir, `${randomUUID()}.part`), opts.prefixBytes ?? 1024 * 1024, opts.maxBytes ?? Number.MAX_SAFE_INTEGER);
+  }
+
+  async commit(writer: BlobWriter, key: string): Promise<void> {
+    await writer.finished();
+    const target = this.pathOf(key);
+    await mkdir(path.dirname(target), { recursive: true });
+    // rename(2) is atomic: readers see the old file or the new one, never a partial one.
+    await rename(writer.tempPath, target);
+  }
+
+  read(key: string, range?: { start: number; end?: number }): Readable {
+    return createReadStream(this.pathOf(key), range ? { start: range.start, end: range.end, highWaterMark: 256 * 1024 } : { highWaterMark: 256 * 1024 });
+  }
+
+  async size(key: string): Promise<number> {
+    return (await stat(this.pathOf(key))).size;
+  }
+
+  async remove(key: string): Promise<void> {
+    await rm(this.pathOf(key), { force: true });
+  }
+
+  async ping(): Promise<void> {
+    const probe = path.join(this.tmpDir, `.health-${process.pid}`);
+    const fh = await open(probe, 'w');
+    await fh.close();
+    await rm(probe, { force: true });
+  }
+
+  /**
+   * Leftovers of receives interrupted by a crash; nothing in the index points at them. Only old ones go, since
+   * another node sharing this directory may be writing its own temporary files right now.
+   */
+  async sweepTemp(olderThanMs = 3600_000): Promise<number> {
+    let removed = 0;
+    for (const name of await readdir(this.tmpDir)) {
+      const p = path.join(this.tmpDir, name);
+      const st = await stat(p).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > olderThanMs) {
+        await rm(p, { force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+}

@@ -1,0 +1,97 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect, type Generated } from 'kysely';
+import pg from 'pg';
+
+export interface PatientTable {
+  id: Generated<number>;
+  patient_id: string;
+  issuer: string;
+  patient_name: string | null;
+  patient_name_norm: string | null;
+  birth_date: string | null;
+  sex: string | null;
+  other_ids: string | null;
+  attrs: string;
+  updated_at: string;
+}
+export interface StudyTable {
+  id: Generated<number>;
+  patient_pk: number;
+  study_uid: string;
+  study_date: string | null;
+  study_time: string | null;
+  accession_number: string | null;
+  study_id: string | null;
+  description: string | null;
+  referring_physician: string | null;
+  referring_physician_norm: string | null;
+  attrs: string;
+  updated_at: string;
+}
+export interface SeriesTable {
+  id: Generated<number>;
+  study_pk: number;
+  series_uid: string;
+  modality: string | null;
+  series_number: number | null;
+  description: string | null;
+  series_date: string | null;
+  body_part: string | null;
+  institution_name: string | null;
+  station_name: string | null;
+  attrs: string;
+  updated_at: string;
+}
+export interface InstanceTable {
+  id: Generated<number>;
+  series_pk: number;
+  sop_uid: string;
+  sop_class_uid: string;
+  instance_number: number | null;
+  transfer_syntax: string;
+  size: number;
+  blob_key: string;
+  frames: number | null;
+  metadata: string;
+  received_at: string;
+  source_ae: string | null;
+}
+export interface DB {
+  patients: PatientTable;
+  studies: StudyTable;
+  series: SeriesTable;
+  instances: InstanceTable;
+}
+
+export type Dialect = 'sqlite' | 'postgres';
+export interface Database {
+  db: Kysely<DB>;
+  dialect: Dialect;
+  close(): Promise<void>;
+}
+
+/** SQLite under dataDir by default; PostgreSQL when the URL says so. The same Kysely queries run on both. */
+export function openDatabase(opts: { databaseUrl?: string; dataDir: string }): Database {
+  const url = opts.databaseUrl;
+  if (url && /^postgres(ql)?:\/\//.test(url)) {
+    const pool = new pg.Pool({ connectionString: url, max: 10 });
+    // A broken connection in the pool must not crash the process; the next query reports it.
+    pool.on('error', () => undefined);
+    const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+    return { db, dialect: 'postgres', close: () => db.destroy() };
+  }
+  if (url && !/^sqlite:/.test(url)) throw new Error(`DATABASE_URL must start with postgres:// or sqlite: (got ${url.split(':')[0]}:)`);
+  const file = url ? url.replace(/^sqlite:(\/\/)?/, '') : path.join(opts.dataDir, 'index.sqlite');
+  if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
+  const sqlite = new SQLite(file);
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = NORMAL');
+  sqlite.pragma('foreign_keys = ON');
+  sqlite.pragma('busy_timeout = 5000');
+  // PS3.4 matching is case-sensitive except for PN (which we match on a normalised column); make LIKE agree with PostgreSQL.
+  sqlite.pragma('case_sensitive_like = ON');
+  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
+  return { db, dialect: 'sqlite', close: () => db.destroy() };
+}

@@ -1,0 +1,120 @@
+import { readFile } from 'node:fs/promises';
+import type { Logger } from '../common/log.js';
+import { DicomParseError, parseHeader, str, withBulkData, type DicomJson } from '../dicom/part10.js';
+import { FsBlobStore, type BlobStore, type BlobWriter } from './blobs.js';
+import type { StudyIndex } from './study-index.js';
+
+export type IngestOutcome = 'stored' | 'replaced' | 'duplicate';
+
+export interface IngestResult {
+  outcome: IngestOutcome;
+  studyUid: string;
+  seriesUid: string;
+  sopUid: string;
+  sopClassUid: string;
+  bytes: number;
+}
+
+/** The instance was refused; `reason` is fit to show the sender. Nothing was stored. */
+export class IngestError extends Error {
+  override name = 'IngestError';
+  constructor(
+    message: string,
+    readonly kind: 'not-dicom' | 'missing-attribute' | 'mismatch' | 'too-large' | 'storage',
+  ) {
+    super(message);
+  }
+}
+
+export interface IngestListener {
+  (result: IngestResult, header: DicomJson): void;
+}
+
+/** Prefix of the file kept in memory for header parsing: enough for any ordinary header, small enough to never matter. */
+const HEADER_PREFIX = 512 * 1024;
+
+/**
+ * Receives instances (from DIMSE, STOW-RS or an import) as Part 10 byte streams and makes them durable and
+ * findable: the file is written and synced before it is renamed into place, and only then indexed, so the
+ * index never points at a partial file.
+ */
+export class Ingestor {
+  private readonly listeners: IngestListener[] = [];
+
+  constructor(
+    private readonly blobs: BlobStore,
+    private readonly index: StudyIndex,
+    private readonly opts: { duplicates: 'keep' | 'overwrite'; maxInstanceBytes: number; log: Logger },
+  ) {}
+
+  onStored(l: IngestListener): void {
+    this.listeners.push(l);
+  }
+
+  /** A writer for one Part 10 instance; pass it to `commit` once all bytes are written, or `discard` it. */
+  begin(): Promise<BlobWriter> {
+    return this.blobs.createWriter({ prefixBytes: HEADER_PREFIX, maxBytes: this.opts.maxInstanceBytes });
+  }
+
+  async commit(writer: BlobWriter, expect: { sopInstanceUid?: string; sopClassUid?: string; sourceAe?: string } = {}): Promise<IngestResult> {
+    try {
+      await writer.finished();
+    } catch (e) {
+      await writer.discard();
+      const msg = (e as Error).message;
+      throw new IngestError(msg, (e as Error).name === 'SizeLimitError' ? 'too-large' : 'storage');
+    }
+    try {
+      let header;
+      try {
+        header = parseHeader(writer.prefix, writer.complete);
+      } catch (e) {
+        if (writer.complete || !(e instanceof DicomParseError) || /DICM|preamble/.test(e.message)) throw e;
+        // Rare: a header larger than the kept prefix (huge sequences). Read the file once.
+        header = parseHeader(await readFile(writer.tempPath), true);
+      }
+      const ds = header.dataset;
+      for (const [tag, name] of [
+        ['0020000D', 'StudyInstanceUID'],
+        ['0020000E', 'SeriesInstanceUID'],
+        ['00080018', 'SOPInstanceUID'],
+        ['00080016', 'SOPClassUID'],
+      ] as const) {
+        if (!str(ds, tag)) throw new IngestError(`missing ${name} (${tag.slice(0, 4)},${tag.slice(4)})`, 'missing-attribute');
+      }
+      const sopUid = str(ds, '00080018');
+      const sopClassUid = str(ds, '00080016');
+      if (expect.sopInstanceUid && expect.sopInstanceUid !== sopUid) {
+        throw new IngestError(`SOP Instance UID in the data set (${sopUid}) differs from the one in the command (${expect.sopInstanceUid})`, 'mismatch');
+      }
+      if (expect.sopClassUid && expect.sopClassUid !== sopClassUid) {
+        throw new IngestError(`SOP Class UID in the data set (${sopClassUid}) differs from the one in the command (${expect.sopClassUid})`, 'mismatch');
+      }
+      const studyUid = str(ds, '0020000D');
+      const seriesUid = str(ds, '0020000E');
+      const exists = await this.index.hasInstance(sopUid);
+      if (exists && this.opts.duplicates === 'keep') {
+        await writer.discard();
+        return { outcome: 'duplicate', studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
+      }
+      const key = FsBlobStore.keyFor(sopUid);
+      await this.blobs.commit(writer, key);
+      const stored = withBulkData(ds, `opendrim-base:/studies/${studyUid}/series/${seriesUid}/instances/${sopUid}`, header.hasPixelData, header.transferSyntaxUid);
+      await this.index.upsertInstance({ header: stored, transferSyntaxUid: header.transferSyntaxUid, size: writer.bytes, blobKey: key, sourceAe: expect.sourceAe });
+      const result: IngestResult = { outcome: exists ? 'replaced' : 'stored', studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
+      for (const l of this.listeners) {
+        try {
+          l(result, ds);
+        } catch (e) {
+          this.opts.log.error({ err: e }, 'ingest listener failed');
+        }
+      }
+      return result;
+    } catch (e) {
+      await writer.discard();
+      if (e instanceof IngestError) throw e;
+      if (e instanceof DicomParseError) throw new IngestError(e.message, 'not-dicom');
+      throw new IngestError(`storage failure: ${(e as Error).message}`, 'storage');
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import type { Dialect } from './db.js';
+
+/**
+ * Versioned schema migrations. Never edit a released migration: add a new one.
+ * Written against Kysely's schema builder so that the same steps run on SQLite and PostgreSQL.
+ */
+function migrations(dialect: Dialect): Record<string, Migration> {
+  const pk = dialect === 'postgres' ? 'bigserial' : 'integer';
+  const big = dialect === 'postgres' ? 'bigint' : 'integer';
+  return {
+    '0001_index': {
+      async up(db: Kysely<any>) {
+        await db.schema
+          .createTable('patients')
+          .addColumn('id', pk, (c) => (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('patient_id', 'text', (c) => c.notNull())
+          .addColumn('issuer', 'text', (c) => c.notNull().defaultTo(''))
+          .addColumn('patient_name', 'text')
+          .addColumn('patient_name_norm', 'text')
+          .addColumn('birth_date', 'text')
+          .addColumn('sex', 'text')
+          .addColumn('other_ids', 'text')
+          .addColumn('attrs', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addUniqueConstraint('patients_id_issuer', ['patient_id', 'issuer'])
+          .execute();
+        await db.schema
+          .createTable('studies')
+          .addColumn('id', pk, (c) => (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('patient_pk', big, (c) => c.notNull().references('patients.id'))
+          .addColumn('study_uid', 'text', (c) => c.notNull().unique())
+          .addColumn('study_date', 'text')
+          .addColumn('study_time', 'text')
+          .addColumn('accession_number', 'text')
+          .addColumn('study_id', 'text')
+          .addColumn('description', 'text')
+          .addColumn('referring_physician', 'text')
+          .addColumn('referring_physician_norm', 'text')
+          .addColumn('attrs', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('series')
+          .addColumn('id', pk, (c) => (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('study_pk', big, (c) => c.notNull().references('studies.id').onDelete('cascade'))
+          .addColumn('series_uid', 'text', (c) => c.notNull().unique())
+          .addColumn('modality', 'text')
+          .addColumn('series_number', 'integer')
+          .addColumn('description', 'text')
+          .addColumn('series_date', 'text')
+          .addColumn('body_part', 'text')
+          .addColumn('institution_name', 'text')
+          .addColumn('station_name', 'text')
+          .addColumn('attrs', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('instances')
+          .addColumn('id', pk, (c) => (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('series_pk', big, (c) => c.notNull().references('series.id').onDelete('cascade'))
+          .addColumn('sop_uid', 'text', (c) => c.notNull().unique())
+          .addColumn('sop_class_uid', 'text', (c) => c.notNull())
+          .addColumn('instance_number', 'integer')
+          .addColumn('transfer_syntax', 'text', (c) => c.notNull())
+          .addColumn('size', big, (c) => c.notNull())
+          .addColumn('blob_key', 'text', (c) => c.notNull())
+          .addColumn('frames', 'integer')
+          .addColumn('metadata', 'text', (c) => c.notNull())
+          .addColumn('received_at', 'text', (c) => c.notNull())
+          .addColumn('source_ae', 'text')
+          .execute();
+        await db.schema.createIndex('studies_patient').on('studies').column('patient_pk').execute();
+        await db.schema.createIndex('studies_date').on('studies').column('study_date').execute();
+        await db.schema.createIndex('studies_accession').on('studies').column('accession_number').execute();
+        await db.schema.createIndex('series_study').on('series').column('study_pk').execute();
+        await db.schema.createIndex('series_modality').on('series').column('modality').execute();
+        await db.schema.createIndex('instances_series').on('instances').columns(['series_pk', 'instance_number']).execute();
+        await db.schema.createIndex('patients_name').on('patients').column('patient_name_norm').execute();
+      },
+      async down(db: Kysely<any>) {
+        for (const t of ['instances', 'series', 'studies', 'patients']) await db.schema.dropTable(t).execute();
+      },
+    },
+  };
+}
+
+export async function migrateToLatest(db: Kysely<any>, dialect: Dialect): Promise<void> {
+  const provider: MigrationProvider = { getMigrations: async () => migrations(dialect) };
+  const migrator = new Migrator({ db, provider, migrationTableName: 'opendrim_migrations', migrationLockTableName: 'opendrim_migrations_lock' });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error || failed) {
+    throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
