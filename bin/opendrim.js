@@ -5,4 +5,5 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import path from 'node:path';
 register();
 const here = path.dirname(fileURLToPath(import.meta.url));
+process.env.OPENDRIM_CLI = '1';
 await import(pathToFileURL(path.join(here, '..', 'src', 'cli.ts')).href);

@@ -11,7 +11,9 @@ import type { Readable } from 'node:stream';
  */
 export interface BlobStore {
   /** A writer for a new object; nothing is visible under any key until `commit`. */
-  createWriter(opts?: { prefixBytes?: number; maxBytes?: number }): Promise<BlobWriter>;
+  createWriter(opts?: { prefixBytes?: number; maxBytes?: number }): BlobWriter;
+  /** A path on the local filesystem for tools that need one (DIMSE sending); undefined for remote stores. */
+  localPath(key: string): string | undefined;
   commit(writer: BlobWriter, key: string): Promise<void>;
   read(key: string, range?: { start: number; end?: number }): Readable;
   size(key: string): Promise<number>;
@@ -133,7 +135,11 @@ export class FsBlobStore implements BlobStore {
     return path.join(this.root, key);
   }
 
-  async createWriter(opts: { prefixBytes?: number; maxBytes?: number } = {}): Promise<BlobWriter> {
+  localPath(key: string): string {
+    return this.pathOf(key);
+  }
+
+  createWriter(opts: { prefixBytes?: number; maxBytes?: number } = {}): BlobWriter {
     return new BlobWriter(path.join(this.tmpDir, `${randomUUID()}.part`), opts.prefixBytes ?? 1024 * 1024, opts.maxBytes ?? Number.MAX_SAFE_INTEGER);
   }
 

@@ -52,7 +52,7 @@ export class Ingestor {
   }
 
   /** A writer for one Part 10 instance; pass it to `commit` once all bytes are written, or `discard` it. */
-  begin(): Promise<BlobWriter> {
+  begin(): BlobWriter {
     return this.blobs.createWriter({ prefixBytes: HEADER_PREFIX, maxBytes: this.opts.maxInstanceBytes });
   }
 

@@ -1,0 +1,183 @@
+import { parseArgs } from 'node:util';
+import { readdir, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { loadConfig, ConfigError, type Config, type Peer } from './config/config.js';
+import { OpenDrimNode, VERSION } from './node/node.js';
+import { createLogger } from './common/log.js';
+import { echo, find, move, storeInstances } from './dicom/scu.js';
+import { openDatabase } from './store/db.js';
+import { migrateToLatest } from './store/migrations.js';
+import { StudyIndex } from './store/study-index.js';
+import { FsBlobStore } from './store/blobs.js';
+import { Ingestor, IngestError } from './store/ingest.js';
+
+const HELP = `opendrim ${VERSION} — an open-source DRIMbox (DICOM, DICOMweb, HL7, IHE XDS-I.b gateway)
+
+Usage: opendrim <command> [options]
+
+Commands:
+  start                         start the node (DICOM + HTTP); the default command
+  echo PEER                     C-ECHO a configured peer (by AE title) or AE@host:port
+  find PEER [KEY=VALUE...]      C-FIND studies on a peer (e.g. PatientID=P1 StudyDate=20240101-)
+  move PEER STUDY_UID [DEST]    ask PEER to C-MOVE a study to DEST (default: this node)
+  send STUDY_UID PEER           C-STORE a study held by this node to a peer
+  import DIR                    import every DICOM file under DIR into this node's store
+  config                        print the effective configuration (after file and environment)
+
+Options:
+  -c, --config FILE             configuration file (YAML or JSON); environment variables override it
+  -h, --help                    this help
+  -v, --version                 print the version
+
+Environment: OPENDRIM_HTTP_PORT, OPENDRIM_DICOM_PORT, OPENDRIM_AE_TITLE, OPENDRIM_DATA_DIR, OPENDRIM_BIND,
+OPENDRIM_PEERS (AE@host:port,...), OPENDRIM_LOG_LEVEL, DATABASE_URL (postgres://... for PostgreSQL).
+See docs/configuration.md.`;
+
+function resolvePeer(config: Config, spec: string): Peer {
+  const known = config.peers.find((p) => p.aeTitle === spec);
+  if (known) return known;
+  const m = /^([^@]{1,16})@([^:]+):(\d+)$/.exec(spec);
+  if (m) return { aeTitle: m[1]!, host: m[2]!, port: Number(m[3]) };
+  throw new ConfigError(`unknown peer "${spec}": give a configured AE title or AE@host:port`);
+}
+
+async function* walk(dir: string): AsyncGenerator<string> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) yield* walk(p);
+    else if (entry.isFile()) yield p;
+  }
+}
+
+/** Opens the store without starting the servers (for offline admin commands). */
+async function openStore(config: Config) {
+  const log = createLogger('warn');
+  const database = openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  await migrateToLatest(database.db, database.dialect);
+  const index = new StudyIndex(database.db, database.dialect);
+  const blobs = new FsBlobStore(config.dataDir);
+  const ingestor = new Ingestor(blobs, index, { duplicates: config.storage.duplicates, maxInstanceBytes: config.storage.maxInstanceBytes, log });
+  return { database, index, blobs, ingestor };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (values.version) {
+    console.log(VERSION);
+    return 0;
+  }
+  const [command = 'start', ...args] = positionals;
+  const config = loadConfig({ file: values.config });
+  switch (command) {
+    case 'start': {
+      const node = await new OpenDrimNode(config).start();
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        node.log.info({ signal }, 'shutting down: finishing associations in flight');
+        node.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      return await new Promise<number>(() => undefined);
+    }
+    case 'config':
+      console.log(JSON.stringify(config, null, 2));
+      return 0;
+    case 'echo': {
+      if (!args[0]) throw new ConfigError('usage: opendrim echo PEER');
+      const peer = resolvePeer(config, args[0]);
+      const t = Date.now();
+      await echo(peer, config.aeTitle);
+      console.log(`C-ECHO ${peer.aeTitle}@${peer.host}:${peer.port}: success (${Date.now() - t} ms)`);
+      return 0;
+    }
+    case 'find': {
+      if (!args[0]) throw new ConfigError('usage: opendrim find PEER [KEY=VALUE...]');
+      const peer = resolvePeer(config, args[0]);
+      const keys: Record<string, string> = { StudyInstanceUID: '', PatientID: '', PatientName: '', StudyDate: '', StudyDescription: '', ModalitiesInStudy: '', AccessionNumber: '' };
+      for (const kv of args.slice(1)) {
+        const i = kv.indexOf('=');
+        if (i < 1) throw new ConfigError(`"${kv}" is not KEY=VALUE`);
+        keys[kv.slice(0, i)] = kv.slice(i + 1);
+      }
+      const results = await find(peer, config.aeTitle, 'STUDY', keys);
+      console.log(JSON.stringify(results, null, 2));
+      console.error(`${results.length} studies`);
+      return 0;
+    }
+    case 'move': {
+      if (!args[0] || !args[1]) throw new ConfigError('usage: opendrim move PEER STUDY_UID [DEST]');
+      const peer = resolvePeer(config, args[0]);
+      const r = await move(peer, config.aeTitle, args[2] ?? config.aeTitle, 'STUDY', { StudyInstanceUID: args[1] });
+      console.log(JSON.stringify(r));
+      return r.status === 0 ? 0 : 1;
+    }
+    case 'send': {
+      if (!args[0] || !args[1]) throw new ConfigError('usage: opendrim send STUDY_UID PEER');
+      const peer = resolvePeer(config, args[1]);
+      const { database, index, blobs } = await openStore(config);
+      try {
+        const list = await index.listInstances({ studyUid: args[0] });
+        if (!list.length) throw new ConfigError(`study ${args[0]} is not in this node's store`);
+        const r = await storeInstances(peer, config.aeTitle, list.map((i) => ({ sopClassUid: i.sopClassUid, sopInstanceUid: i.sopUid, transferSyntaxUid: i.transferSyntaxUid, path: blobs.localPath(i.blobKey) })));
+        console.log(`sent ${r.completed}/${list.length} instances to ${peer.aeTitle}${r.failed ? `, ${r.failed} failed: ${r.error ?? ''}` : ''}`);
+        return r.failed ? 1 : 0;
+      } finally {
+        await database.close();
+      }
+    }
+    case 'import': {
+      if (!args[0]) throw new ConfigError('usage: opendrim import DIR');
+      const { database, ingestor } = await openStore(config);
+      const counts = { stored: 0, replaced: 0, duplicate: 0, refused: 0 };
+      try {
+        if (!(await stat(args[0]).catch(() => undefined))?.isDirectory()) throw new ConfigError(`${args[0]} is not a directory`);
+        for await (const file of walk(args[0])) {
+          if (path.basename(file).toUpperCase() === 'DICOMDIR') continue;
+          const w = ingestor.begin();
+          try {
+            await pipeline(createReadStream(file), w);
+            counts[(await ingestor.commit(w)).outcome]++;
+          } catch (e) {
+            counts.refused++;
+            console.error(`skipped ${file}: ${e instanceof IngestError ? e.message : (e as Error).message}`);
+            await w.discard();
+          }
+        }
+        console.log(`imported: ${counts.stored} new, ${counts.replaced} replaced, ${counts.duplicate} already present, ${counts.refused} refused`);
+        return 0;
+      } finally {
+        await database.close();
+      }
+    }
+    default:
+      console.error(`unknown command "${command}"\n\n${HELP}`);
+      return 2;
+  }
+}
+
+const invokedDirectly = process.argv[1] && /cli\.(ts|js)$/.test(process.argv[1]);
+if (invokedDirectly || process.env.OPENDRIM_CLI === '1') {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: Error) => {
+      console.error(e instanceof ConfigError ? e.message : `opendrim: ${e.message}`);
+      process.exit(e instanceof ConfigError ? 2 : 1);
+    },
+  );
+}

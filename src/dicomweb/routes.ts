@@ -1,0 +1,320 @@
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../common/log.js';
+import type { DicomJson } from '../dicom/part10.js';
+import type { StudyIndex, StoredInstance } from '../store/study-index.js';
+import { QueryError } from '../store/study-index.js';
+import type { BlobStore, BlobWriter } from '../store/blobs.js';
+import { IngestError, type Ingestor, type IngestResult } from '../store/ingest.js';
+import type { Metrics } from '../ops/metrics.js';
+import { multipartStream, newBoundary, parseMediaType, parseMultipart, MultipartError } from './multipart.js';
+import { parseQido, shapeResult } from './qido.js';
+import { PixelError, readElementBytes, readFrames, renderFrame } from './pixels.js';
+
+export interface DicomwebDeps {
+  config: Config;
+  index: StudyIndex;
+  blobs: BlobStore;
+  ingestor: Ingestor;
+  metrics: Metrics;
+  log: Logger;
+}
+
+type Params = { study?: string; series?: string; instance?: string; frames?: string; tag?: string };
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const UID = /^[0-9.]{1,64}$/;
+
+function checkUids(p: Params): void {
+  for (const k of ['study', 'series', 'instance'] as const) {
+    const v = p[k];
+    if (v !== undefined && !UID.test(v)) throw new HttpError(400, `${k} UID "${v.slice(0, 80)}" is not a valid DICOM UID`);
+  }
+}
+
+/** PS3.18 8.7.3: what the client accepts, as (type, params) pairs. */
+function acceptList(req: FastifyRequest): Array<{ type: string; params: Record<string, string> }> {
+  const header = req.headers.accept ?? '*/*';
+  return header.split(/,(?=\s*[a-z*]+\/)/i).map((a) => parseMediaType(a));
+}
+
+function acceptsDicomMultipart(req: FastifyRequest, partType: string): boolean {
+  return acceptList(req).some(({ type, params }) => type === '*/*' || type === 'multipart/*' || (type === 'multipart/related' && (!params.type || params.type === partType || params.type === '*/*')));
+}
+
+export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): Promise<void> {
+  const { config, index, blobs, ingestor, metrics, log } = deps;
+
+  // STOW bodies are parsed as streams by the handler; fastify must not buffer them.
+  app.addContentTypeParser('multipart/related', (_req, payload, done) => done(null, payload));
+  app.addContentTypeParser('application/dicom', (_req, payload, done) => done(null, payload));
+
+  app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
+    const status = err instanceof HttpError ? err.status : err instanceof QueryError || err instanceof MultipartError ? 400 : err instanceof PixelError ? err.status : (err.statusCode ?? 500);
+    if (status >= 500) {
+      metrics.errors.inc({ component: 'dicomweb' });
+      log.error({ err }, 'DICOMweb request failed');
+    }
+    reply.code(status).type('application/json').send({ error: err.message });
+  });
+
+  const baseUrl = (req: FastifyRequest) => (config.publicUrl ? `${config.publicUrl.replace(/\/$/, '')}/dicom-web` : `${req.protocol}://${req.headers.host}/dicom-web`);
+  const withBase = (text: string, base: string) => text.replaceAll('"opendrim-base:', `"${base}`);
+
+  // ---------- QIDO-RS ----------
+  const qido = (level: 'STUDY' | 'SERIES' | 'IMAGE') => async (req: FastifyRequest<{ Params: Params; Querystring: Record<string, string | string[]> }>, reply: FastifyReply) => {
+    const p = req.params;
+    checkUids(p);
+    const q = parseQido(req.query);
+    if (p.study) q.keys.set('0020000D', p.study);
+    if (p.series) q.keys.set('0020000E', p.series);
+    const max = config.dicomweb.maxQidoResults;
+    const limit = Math.min(q.limit ?? max, max);
+    const { matches, truncated } = await index.find({ level, keys: q.keys, limit, offset: q.offset });
+    const base = baseUrl(req);
+    // Results of /series and /instances not scoped to a study carry the study's attributes too (PS3.18 10.6.3.3.1).
+    const extra: Array<'STUDY' | 'SERIES'> = level === 'SERIES' && !p.study ? ['STUDY'] : level === 'IMAGE' ? (p.series ? [] : p.study ? ['SERIES'] : ['STUDY', 'SERIES']) : [];
+    const body = matches.map((m) => {
+      const url = level === 'STUDY' ? `${base}/studies/${m.studyUid}` : level === 'SERIES' ? `${base}/studies/${m.studyUid}/series/${m.seriesUid}` : `${base}/studies/${m.studyUid}/series/${m.seriesUid}/instances/${m.sopUid}`;
+      return shapeResult(m.attrs, level, q, url, extra);
+    });
+    const warnings: string[] = [];
+    if (truncated || (q.limit === undefined && matches.length === max)) warnings.push('299 OpenDRIM "The number of results exceeded the maximum supported by the server. Additional results can be requested."');
+    if (q.fuzzy) warnings.push('299 OpenDRIM "fuzzymatching=true is not supported; matching was exact"');
+    if (warnings.length) reply.header('Warning', warnings.join(', '));
+    reply.type('application/dicom+json');
+    return withBase(JSON.stringify(body), base);
+  };
+  app.get('/studies', qido('STUDY'));
+  app.get('/series', qido('SERIES'));
+  app.get('/instances', qido('IMAGE'));
+  app.get('/studies/:study/series', qido('SERIES'));
+  app.get('/studies/:study/instances', qido('IMAGE'));
+  app.get('/studies/:study/series/:series/instances', qido('IMAGE'));
+
+  // ---------- WADO-RS ----------
+  async function instancesOf(p: Params): Promise<StoredInstance[]> {
+    checkUids(p);
+    const list = await index.listInstances({ studyUid: p.study, seriesUid: p.series, sopUid: p.instance });
+    if (list.length === 0) throw new HttpError(404, p.instance ? `instance ${p.instance} not found` : p.series ? `series ${p.series} not found` : `study ${p.study} not found`);
+    return list;
+  }
+
+  const retrieve = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    if (!acceptsDicomMultipart(req, 'application/dicom')) throw new HttpError(406, 'only multipart/related; type="application/dicom" is offered for this resource');
+    const list = await instancesOf(req.params);
+    const boundary = newBoundary();
+    const parts = (function* () {
+      for (const i of list) {
+        metrics.instancesSent.inc({ protocol: 'wado-rs' });
+        yield { contentType: `application/dicom; transfer-syntax=${i.transferSyntaxUid}`, body: blobs.read(i.blobKey) };
+      }
+    })();
+    reply.type(`multipart/related; type="application/dicom"; boundary=${boundary}`);
+    return reply.send(multipartStream(parts, boundary));
+  };
+  app.get('/studies/:study', retrieve);
+  app.get('/studies/:study/series/:series', retrieve);
+  app.get('/studies/:study/series/:series/instances/:instance', retrieve);
+
+  const metadata = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const p = req.params;
+    checkUids(p);
+    const base = baseUrl(req);
+    const gen = index.metadata({ studyUid: p.study!, seriesUid: p.series, sopUid: p.instance });
+    const first = await gen.next();
+    if (first.done) throw new HttpError(404, `no instances found for ${p.instance ?? p.series ?? p.study}`);
+    // Served from the index, never from the files: a 1,000-instance study costs one query per 500 instances.
+    async function* body() {
+      yield '[' + withBase(first.value as string, base);
+      for await (const m of gen) yield ',' + withBase(m, base);
+      yield ']';
+    }
+    reply.type('application/dicom+json');
+    return reply.send(Readable.from(body()));
+  };
+  app.get('/studies/:study/metadata', metadata);
+  app.get('/studies/:study/series/:series/metadata', metadata);
+  app.get('/studies/:study/series/:series/instances/:instance/metadata', metadata);
+
+  function frameNumbers(spec: string | undefined): number[] {
+    const nums = (spec ?? '').split(',').map((s) => s.trim());
+    if (!nums.length || nums.some((n) => !/^\d+$/.test(n) || Number(n) < 1)) throw new HttpError(400, `frame list "${spec}" must be positive integers separated by commas`);
+    return nums.map(Number);
+  }
+
+  async function loadFrames(p: Params) {
+    const [inst] = await instancesOf(p);
+    const path = blobs.localPath(inst!.blobKey);
+    if (!path) throw new HttpError(501, 'frame retrieval needs local storage');
+    return readFrames(path);
+  }
+
+  app.get('/studies/:study/series/:series/instances/:instance/frames/:frames', async (req: FastifyRequest<{ Params: Params }>, reply) => {
+    const wanted = frameNumbers(req.params.frames);
+    const decoded = await loadFrames(req.params);
+    for (const n of wanted) if (n > decoded.frames.length) throw new HttpError(404, `frame ${n} does not exist (instance has ${decoded.frames.length})`);
+    const native = ['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2'].includes(decoded.transferSyntaxUid);
+    const partType = native ? 'application/octet-stream' : 'application/octet-stream';
+    if (!acceptsDicomMultipart(req, partType) && !acceptList(req).some((a) => a.type === 'multipart/related')) throw new HttpError(406, 'frames are offered as multipart/related');
+    const boundary = newBoundary();
+    reply.type(`multipart/related; type="${partType}"; boundary=${boundary}`);
+    return reply.send(
+      multipartStream(
+        wanted.map((n) => ({
+          contentType: native ? 'application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1' : `application/octet-stream; transfer-syntax=${decoded.transferSyntaxUid}`,
+          headers: { 'Content-Location': `${baseUrl(req)}/studies/${req.params.study}/series/${req.params.series}/instances/${req.params.instance}/frames/${n}` },
+          body: decoded.frames[n - 1]!,
+        })),
+        boundary,
+      ),
+    );
+  });
+
+  app.get('/studies/:study/series/:series/instances/:instance/bulk/:tag', async (req: FastifyRequest<{ Params: Params }>, reply) => {
+    const tag = String(req.params.tag).toUpperCase();
+    if (!/^[0-9A-F]{8}$/.test(tag)) throw new HttpError(400, 'bulk data tag must be 8 hex digits');
+    const boundary = newBoundary();
+    if (tag === '7FE00010') {
+      const decoded = await loadFrames(req.params);
+      reply.type(`multipart/related; type="application/octet-stream"; boundary=${boundary}`);
+      return reply.send(multipartStream([{ contentType: `application/octet-stream; transfer-syntax=${decoded.transferSyntaxUid}`, body: Buffer.concat(decoded.frames) }], boundary));
+    }
+    const [inst] = await instancesOf(req.params);
+    const bytes = await readElementBytes(blobs.localPath(inst!.blobKey)!, tag);
+    if (!bytes) throw new HttpError(404, `instance has no bulk data element ${tag}`);
+    reply.type(`multipart/related; type="application/octet-stream"; boundary=${boundary}`);
+    return reply.send(multipartStream([{ contentType: 'application/octet-stream', body: bytes }], boundary));
+  });
+
+  // Rendered and thumbnail resources (PS3.18 9.5, 9.7): JPEG by default, PNG on request.
+  const renderedFormat = (req: FastifyRequest): 'jpeg' | 'png' => {
+    const types = acceptList(req).map((a) => a.type);
+    if (types.some((t) => t === 'image/jpeg' || t === 'image/*' || t === '*/*')) return 'jpeg';
+    if (types.includes('image/png')) return 'png';
+    throw new HttpError(406, 'rendered images are offered as image/jpeg or image/png');
+  };
+  const parseWindow = (q: Record<string, string>) => {
+    if (!q.window) return undefined;
+    const [c, w] = q.window.split(',').map(Number);
+    if (!Number.isFinite(c) || !Number.isFinite(w) || w! <= 0) throw new HttpError(400, 'window must be center,width[,function] with a positive width');
+    return { center: c!, width: w! };
+  };
+  const rendered = (thumbnail: boolean) => async (req: FastifyRequest<{ Params: Params; Querystring: Record<string, string> }>, reply: FastifyReply) => {
+    const format = renderedFormat(req);
+    const p = req.params;
+    let frameIndex = 0;
+    let target: Params = p;
+    if (!p.instance) {
+      // Study or series rendition: the middle instance of the (first) series stands for it.
+      const list = await instancesOf(p);
+      const series = list.filter((i) => i.seriesUid === list[0]!.seriesUid);
+      const mid = series[Math.floor(series.length / 2)]!;
+      target = { study: mid.studyUid, series: mid.seriesUid, instance: mid.sopUid };
+    }
+    if (p.frames) frameIndex = frameNumbers(p.frames)[0]! - 1;
+    const decoded = await loadFrames(target);
+    const vp = req.query.viewport ? Number(String(req.query.viewport).split(',')[0]) : undefined;
+    const q = req.query.quality ? Number(req.query.quality) : undefined;
+    const img = renderFrame(decoded, frameIndex, { format, window: parseWindow(req.query), maxSize: thumbnail ? Math.min(vp ?? 128, 512) : vp, quality: q });
+    reply.type(format === 'png' ? 'image/png' : 'image/jpeg');
+    return img;
+  };
+  for (const suffix of ['rendered', 'thumbnail'] as const) {
+    const thumb = suffix === 'thumbnail';
+    app.get(`/studies/:study/${suffix}`, rendered(thumb));
+    app.get(`/studies/:study/series/:series/${suffix}`, rendered(thumb));
+    app.get(`/studies/:study/series/:series/instances/:instance/${suffix}`, rendered(thumb));
+    app.get(`/studies/:study/series/:series/instances/:instance/frames/:frames/${suffix}`, rendered(thumb));
+  }
+
+  // ---------- STOW-RS ----------
+  const stow = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    checkUids(req.params);
+    const ct = parseMediaType(req.headers['content-type']);
+    if (ct.type !== 'multipart/related') throw new HttpError(415, 'STOW-RS takes multipart/related; type="application/dicom"');
+    if (ct.params.type && ct.params.type !== 'application/dicom') throw new HttpError(415, `STOW-RS part type ${ct.params.type} is not supported (only application/dicom)`);
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > config.dicomweb.maxStowBytes) throw new HttpError(413, `request of ${declared} bytes exceeds the ${config.dicomweb.maxStowBytes}-byte limit`);
+    const stored: IngestResult[] = [];
+    const failed: Array<{ sopClassUid?: string; sopUid?: string; reason: number; message: string }> = [];
+    const body = req.body as AsyncIterable<Buffer>;
+    let total = 0;
+    async function* limited() {
+      for await (const chunk of body) {
+        total += chunk.length;
+        if (total > config.dicomweb.maxStowBytes) throw new HttpError(413, `request exceeds the ${config.dicomweb.maxStowBytes}-byte limit`);
+        yield chunk;
+      }
+    }
+    await parseMultipart(limited(), ct.params.boundary ?? '', (part) => {
+      const writer: BlobWriter = ingestor.begin();
+      const partType = parseMediaType(part.headers['content-type'] ?? 'application/dicom').type;
+      return {
+        writable: writer,
+        done: async () => {
+          if (partType !== 'application/dicom') {
+            await writer.discard();
+            failed.push({ reason: 0xc000, message: `part of type ${partType} skipped` });
+            return;
+          }
+          const t = Date.now();
+          try {
+            const r = await ingestor.commit(writer, { sourceAe: undefined });
+            if (req.params.study && r.studyUid !== req.params.study) {
+              // Stored already; report it as a warning-free failure per PS3.18 10.5.3: not part of the target study.
+              failed.push({ sopClassUid: r.sopClassUid, sopUid: r.sopUid, reason: 0xa900, message: 'instance belongs to another study' });
+              return;
+            }
+            stored.push(r);
+            metrics.instancesReceived.inc({ protocol: 'stow-rs', outcome: r.outcome });
+            metrics.bytesReceived.inc({ protocol: 'stow-rs' }, r.bytes);
+            metrics.storeLatency.observe({ protocol: 'stow-rs' }, (Date.now() - t) / 1000);
+          } catch (e) {
+            const ie = e instanceof IngestError ? e : new IngestError(String(e), 'storage');
+            metrics.instancesReceived.inc({ protocol: 'stow-rs', outcome: 'refused' });
+            failed.push({ reason: ie.kind === 'mismatch' ? 0xa900 : ie.kind === 'too-large' || ie.kind === 'storage' ? 0xa700 : 0xc000, message: ie.message });
+          }
+        },
+      };
+    });
+    const base = baseUrl(req);
+    const resp: DicomJson = {};
+    if (req.params.study || stored[0]) resp['00081190'] = { vr: 'UR', Value: [`${base}/studies/${req.params.study ?? stored[0]!.studyUid}`] };
+    if (stored.length) {
+      resp['00081199'] = {
+        vr: 'SQ',
+        Value: stored.map((r) => ({
+          '00081150': { vr: 'UI', Value: [r.sopClassUid] },
+          '00081155': { vr: 'UI', Value: [r.sopUid] },
+          '00081190': { vr: 'UR', Value: [`${base}/studies/${r.studyUid}/series/${r.seriesUid}/instances/${r.sopUid}`] },
+        })),
+      };
+    }
+    if (failed.length) {
+      resp['00081198'] = {
+        vr: 'SQ',
+        Value: failed.map((f) => ({
+          ...(f.sopClassUid ? { '00081150': { vr: 'UI', Value: [f.sopClassUid] } } : {}),
+          ...(f.sopUid ? { '00081155': { vr: 'UI', Value: [f.sopUid] } } : {}),
+          '00081197': { vr: 'US', Value: [f.reason] },
+        })),
+      };
+      log.warn({ failed: failed.map((f) => f.message) }, 'STOW-RS: some instances were refused');
+    }
+    const status = failed.length === 0 ? 200 : stored.length === 0 ? 409 : 202;
+    reply.code(status).type('application/dicom+json');
+    return JSON.stringify(resp);
+  };
+  app.post('/studies', stow);
+  app.post('/studies/:study', stow);
+}

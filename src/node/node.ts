@@ -1,0 +1,90 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Config } from '../config/config.js';
+import { createLogger, type Logger } from '../common/log.js';
+import { DicomServer } from '../dicom/server.js';
+import { openDatabase, type Database } from '../store/db.js';
+import { migrateToLatest } from '../store/migrations.js';
+import { FsBlobStore } from '../store/blobs.js';
+import { StudyIndex } from '../store/study-index.js';
+import { Ingestor } from '../store/ingest.js';
+import { Metrics } from '../ops/metrics.js';
+import { opsRoutes } from '../ops/routes.js';
+import { dicomwebRoutes } from '../dicomweb/routes.js';
+import { dimseHandlers } from './dimse-service.js';
+
+export const VERSION = '0.1.0';
+
+/**
+ * One OpenDRIM node: the index and storage, the DICOM service and the HTTP service (DICOMweb, operations).
+ * Stateless apart from its database and storage, so several nodes can share a PostgreSQL and a bucket.
+ */
+export class OpenDrimNode {
+  readonly log: Logger;
+  readonly metrics = new Metrics();
+  database!: Database;
+  index!: StudyIndex;
+  blobs!: FsBlobStore;
+  ingestor!: Ingestor;
+  dicom!: DicomServer;
+  http!: FastifyInstance;
+  private shuttingDown = false;
+
+  constructor(
+    readonly config: Config,
+    log?: Logger,
+  ) {
+    this.log = log ?? createLogger(config.logLevel);
+  }
+
+  get httpPort(): number {
+    const a = this.http.server.address();
+    return typeof a === 'object' && a ? a.port : this.config.httpPort;
+  }
+
+  get dicomPort(): number {
+    return this.dicom.port;
+  }
+
+  async start(): Promise<this> {
+    const { config, log, metrics } = this;
+    this.database = openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    await migrateToLatest(this.database.db, this.database.dialect);
+    this.index = new StudyIndex(this.database.db, this.database.dialect);
+    this.blobs = new FsBlobStore(config.dataDir);
+    const swept = await this.blobs.sweepTemp();
+    if (swept) log.info({ swept }, 'removed temporary files left by an interrupted receive');
+    this.ingestor = new Ingestor(this.blobs, this.index, { duplicates: config.storage.duplicates, maxInstanceBytes: config.storage.maxInstanceBytes, log });
+
+    this.dicom = new DicomServer({
+      aeTitle: config.aeTitle,
+      host: config.bind,
+      port: config.dicomPort,
+      maxPduLength: config.dicom.maxPduLength,
+      maxAssociations: config.dicom.maxAssociations,
+      idleTimeoutMs: config.dicom.idleTimeoutMs,
+      handlers: dimseHandlers({ config, index: this.index, ingestor: this.ingestor, blobs: this.blobs, metrics, log }),
+      log: log.child({ component: 'dimse' }),
+    });
+
+    this.http = Fastify({ loggerInstance: log.child({ component: 'http' }) as any, disableRequestLogging: true, bodyLimit: 1024 * 1024, forceCloseConnections: false });
+    this.http.addHook('onResponse', async (req, reply) => {
+      metrics.httpLatency.observe({ route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    });
+    await this.http.register(opsRoutes, { index: this.index, blobs: this.blobs, metrics, isShuttingDown: () => this.shuttingDown, version: VERSION });
+    await this.http.register(dicomwebRoutes, { prefix: '/dicom-web', config, index: this.index, blobs: this.blobs, ingestor: this.ingestor, metrics, log });
+
+    await this.dicom.listen();
+    await this.http.listen({ port: config.httpPort, host: config.bind });
+    log.info({ aeTitle: config.aeTitle, dicomPort: this.dicomPort, httpPort: this.httpPort, bind: config.bind, database: this.database.dialect, dataDir: config.dataDir }, 'OpenDRIM node started');
+    return this;
+  }
+
+  /** Stops accepting work, lets associations and requests in flight finish, then closes the index. */
+  async close(graceMs = 10_000): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close()]);
+    await this.database?.close();
+    this.log.info('OpenDRIM node stopped');
+  }
+}

@@ -1,0 +1,19 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics of one node (a registry per node, so several nodes can run in one process in tests). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly instancesReceived = new Counter({ name: 'opendrim_instances_received_total', help: 'Instances received, by protocol and outcome', labelNames: ['protocol', 'outcome'], registers: [this.registry] });
+  readonly bytesReceived = new Counter({ name: 'opendrim_bytes_received_total', help: 'Bytes of instances received', labelNames: ['protocol'], registers: [this.registry] });
+  readonly instancesSent = new Counter({ name: 'opendrim_instances_sent_total', help: 'Instances sent, by protocol', labelNames: ['protocol'], registers: [this.registry] });
+  readonly associations = new Counter({ name: 'opendrim_dicom_associations_total', help: 'DICOM associations, by event', labelNames: ['event'], registers: [this.registry] });
+  readonly activeAssociations = new Gauge({ name: 'opendrim_dicom_associations_active', help: 'DICOM associations open now', registers: [this.registry] });
+  readonly errors = new Counter({ name: 'opendrim_errors_total', help: 'Errors, by component', labelNames: ['component'], registers: [this.registry] });
+  readonly storeLatency = new Histogram({ name: 'opendrim_store_seconds', help: 'Time to receive and commit one instance', labelNames: ['protocol'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [this.registry] });
+  readonly httpLatency = new Histogram({ name: 'opendrim_http_request_seconds', help: 'HTTP request duration', labelNames: ['route', 'method', 'status'], buckets: [0.005, 0.02, 0.1, 0.5, 2, 10, 60], registers: [this.registry] });
+  readonly indexSize = new Gauge({ name: 'opendrim_index_objects', help: 'Objects in the index, by level', labelNames: ['level'], registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'opendrim_' });
+  }
+}
