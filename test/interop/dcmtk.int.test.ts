@@ -1,0 +1,118 @@
+/**
+ * OpenDRIM against DCMTK, the reference DICOM toolkit nobody here wrote: echoscu, storescu (a 300-slice
+ * 512x512 16-bit CT), findscu at every level, movescu to a storescp, getscu; and refusals DCMTK can provoke.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import dcmjs from 'dcmjs';
+import { generateStudy, newUid, type GeneratedStudy } from '../harness/gen-study.js';
+import { dcmtk, haveCommand, startStorescp } from '../harness/peers.js';
+import { startTestNode } from '../harness/node.js';
+
+/** The data set of a Part 10 file, after its File Meta Information group. */
+function datasetBytes(file: Buffer): Buffer {
+  const groupLength = file.readUInt32LE(140);
+  return file.subarray(144 + groupLength);
+}
+
+const skip = haveCommand('storescu') ? false : 'DCMTK is not installed (apt-get install dcmtk)';
+
+describe('DCMTK interoperability', { skip }, () => {
+  let node: Awaited<ReturnType<typeof startTestNode>>;
+  let sink: Awaited<ReturnType<typeof startStorescp>>;
+  let ct: GeneratedStudy;
+  let work: string;
+  const port = () => String(node.dicomPort);
+
+  before(async () => {
+    work = mkdtempSync(path.join(tmpdir(), 'dcmtk-it-'));
+    ct = generateStudy({ out: path.join(work, 'ct'), modality: 'CT', series: 1, slices: 300, patientId: 'DCMTK1', patientName: 'MODALITY^TEST', accession: 'ACC-DCMTK' });
+    sink = await startStorescp('SINK');
+    node = await startTestNode({
+      peers: [
+        { aeTitle: 'STORESCU', host: '127.0.0.1', port: 104 },
+        { aeTitle: 'FINDSCU', host: '127.0.0.1', port: 104 },
+        { aeTitle: 'MOVESCU', host: '127.0.0.1', port: 104 },
+        { aeTitle: 'GETSCU', host: '127.0.0.1', port: 104 },
+        { aeTitle: 'ECHOSCU', host: '127.0.0.1', port: 104 },
+        { aeTitle: 'SINK', host: '127.0.0.1', port: sink.port },
+      ],
+    });
+  });
+  after(async () => {
+    await node?.cleanup();
+    await sink?.stop();
+  });
+
+  test('echoscu: known AE accepted, unknown calling AE and wrong called AE rejected', async () => {
+    assert.equal((await dcmtk('echoscu', ['-aec', 'OPENDRIM', '127.0.0.1', port()])).code, 0);
+    const stranger = await dcmtk('echoscu', ['-aet', 'STRANGER', '-aec', 'OPENDRIM', '127.0.0.1', port()]);
+    assert.notEqual(stranger.code, 0);
+    assert.match(stranger.out, /Calling AE Title Not Recognized|rejected/i);
+    const wrongCalled = await dcmtk('echoscu', ['-aec', 'NOTME', '127.0.0.1', port()]);
+    assert.notEqual(wrongCalled.code, 0);
+    assert.match(wrongCalled.out, /Called AE Title Not Recognized|rejected/i);
+  });
+
+  test('storescu: a 300-slice CT is stored completely and idempotently', async () => {
+    const r = await dcmtk('storescu', ['-aec', 'OPENDRIM', '127.0.0.1', port(), ...ct.files]);
+    assert.equal(r.code, 0, r.out);
+    const counts = await node.index.counts();
+    assert.equal(counts.instances, 300);
+    // The data set is kept byte for byte; only the File Meta Information is rewritten (source AE, implementation).
+    const [stored] = await node.index.listInstances({ sopUid: ct.sopUids[7]! });
+    assert.deepEqual(datasetBytes(readFileSync(node.blobs.localPath(stored!.blobKey))), datasetBytes(readFileSync(ct.files[7]!)));
+    const again = await dcmtk('storescu', ['-aec', 'OPENDRIM', '127.0.0.1', port(), ...ct.files.slice(0, 5)]);
+    assert.equal(again.code, 0, again.out);
+    assert.equal((await node.index.counts()).instances, 300);
+  });
+
+  test('findscu at patient, study, series and image level, with wildcards and ranges', async () => {
+    const f = (args: string[]) => dcmtk('findscu', ['-aec', 'OPENDRIM', '127.0.0.1', port(), ...args]);
+    const patient = await f(['-P', '-k', 'QueryRetrieveLevel=PATIENT', '-k', 'PatientName=modality*', '-k', 'PatientID', '-k', 'NumberOfPatientRelatedInstances']);
+    assert.match(patient.out, /DCMTK1/);
+    assert.match(patient.out, /\(0020,1204\) IS \[300 ?\]/);
+    const study = await f(['-S', '-k', 'QueryRetrieveLevel=STUDY', '-k', 'StudyDate=20260101-20261231', '-k', 'AccessionNumber=ACC-DCMTK', '-k', 'StudyInstanceUID', '-k', 'ModalitiesInStudy', '-k', 'NumberOfStudyRelatedSeries']);
+    assert.ok(study.out.includes(ct.studyUid), study.out);
+    assert.match(study.out, /\(0008,0061\) CS \[CT ?\]/);
+    const none = await f(['-S', '-k', 'QueryRetrieveLevel=STUDY', '-k', 'StudyDate=19000101-19001231', '-k', 'StudyInstanceUID']);
+    assert.doesNotMatch(none.out, /Find Response: 1 \(Pending\)/);
+    const series = await f(['-S', '-k', 'QueryRetrieveLevel=SERIES', '-k', `StudyInstanceUID=${ct.studyUid}`, '-k', 'SeriesInstanceUID', '-k', 'Modality', '-k', 'NumberOfSeriesRelatedInstances']);
+    assert.ok(series.out.includes(ct.seriesUids[0]!));
+    assert.match(series.out, /\(0020,1209\) IS \[300 ?\]/);
+    const image = await f(['-S', '-k', 'QueryRetrieveLevel=IMAGE', '-k', `StudyInstanceUID=${ct.studyUid}`, '-k', `SeriesInstanceUID=${ct.seriesUids[0]}`, '-k', 'InstanceNumber=42', '-k', 'SOPInstanceUID']);
+    assert.ok(image.out.includes(ct.sopUids[41]!), image.out);
+    assert.equal((image.out.match(/Pending/g) ?? []).length, 1);
+  });
+
+  test('movescu: the study is sent to a storescp destination; unknown destinations are refused', async () => {
+    const r = await dcmtk('movescu', ['-v', '-S', '-aec', 'OPENDRIM', '-aem', 'SINK', '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${ct.studyUid}`, '127.0.0.1', port()]);
+    assert.equal(r.code, 0, r.out);
+    assert.equal(readdirSync(sink.dir).length, 300);
+    const unknown = await dcmtk('movescu', ['-S', '-aec', 'OPENDRIM', '-aem', 'NOWHERE', '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${ct.studyUid}`, '127.0.0.1', port()]);
+    assert.match(unknown.out, /MoveDestinationUnknown|Move Destination Unknown|A801/i);
+  });
+
+  test('getscu: a series comes back on the same association', async () => {
+    const out = mkdtempSync(path.join(tmpdir(), 'getscu-'));
+    const r = await dcmtk('getscu', ['-S', '-aec', 'OPENDRIM', '-od', out, '-k', 'QueryRetrieveLevel=SERIES', '-k', `StudyInstanceUID=${ct.studyUid}`, '-k', `SeriesInstanceUID=${ct.seriesUids[0]}`, '127.0.0.1', port()], 300_000);
+    assert.equal(r.code, 0, r.out);
+    assert.equal(readdirSync(out).length, 300);
+  });
+
+  test('an instance without Study Instance UID is refused with an error status and not indexed', async () => {
+    const sop = newUid();
+    const ds = { SOPClassUID: '1.2.840.10008.5.1.4.1.1.7', SOPInstanceUID: sop, SeriesInstanceUID: newUid(), PatientID: 'X', Modality: 'OT' };
+    const meta = { FileMetaInformationVersion: new Uint8Array([0, 1]).buffer, MediaStorageSOPClassUID: ds.SOPClassUID, MediaStorageSOPInstanceUID: sop, TransferSyntaxUID: '1.2.840.10008.1.2.1', ImplementationClassUID: '1.2.3.4' };
+    const dict = new dcmjs.data.DicomDict(dcmjs.data.DicomMetaDictionary.denaturalizeDataset(meta));
+    dict.dict = dcmjs.data.DicomMetaDictionary.denaturalizeDataset(ds);
+    const file = path.join(work, 'no-study.dcm');
+    writeFileSync(file, Buffer.from(dict.write()));
+    const r = await dcmtk('storescu', ['-v', '-aec', 'OPENDRIM', '127.0.0.1', port(), file]);
+    assert.match(r.out, /CannotUnderstand|Cannot understand|0xc000/i);
+    assert.equal(await node.index.hasInstance(sop), false);
+  });
+});
