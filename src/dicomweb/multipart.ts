@@ -59,7 +59,7 @@ export async function parseMultipart(
   onPart: (part: IncomingPart) => { writable: Writable; done: () => Promise<void> },
   limits: { maxHeaderBytes?: number; maxParts?: number } = {},
 ): Promise<number> {
-  if (!boundary || boundary.length > 70) throw new MultipartError('missing or invalid multipart boundary');
+  if (!boundary || boundary.length > 200) throw new MultipartError(`missing or invalid multipart boundary "${boundary.slice(0, 80)}"`);
   const delimiter = Buffer.from(`\r\n--${boundary}`);
   const maxHeader = limits.maxHeaderBytes ?? 16 * 1024;
   const maxParts = limits.maxParts ?? 100_000;

@@ -58,11 +58,13 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
   app.addContentTypeParser('multipart/related', (_req, payload, done) => done(null, payload));
   app.addContentTypeParser('application/dicom', (_req, payload, done) => done(null, payload));
 
-  app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
+  app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
     const status = err instanceof HttpError ? err.status : err instanceof QueryError || err instanceof MultipartError ? 400 : err instanceof PixelError ? err.status : (err.statusCode ?? 500);
     if (status >= 500) {
       metrics.errors.inc({ component: 'dicomweb' });
       log.error({ err }, 'DICOMweb request failed');
+    } else {
+      log.info({ method: req.method, url: req.url, status, reason: err.message }, 'DICOMweb request refused');
     }
     reply.code(status).type('application/json').send({ error: err.message });
   });
@@ -240,7 +242,8 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
   // ---------- STOW-RS ----------
   const stow = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     checkUids(req.params);
-    const ct = parseMediaType(req.headers['content-type']);
+    const ct = parseMediaType(req.headers["content-type"]);
+    req.log.debug({ contentType: req.headers["content-type"] }, "STOW-RS request");
     if (ct.type !== 'multipart/related') throw new HttpError(415, 'STOW-RS takes multipart/related; type="application/dicom"');
     if (ct.params.type && ct.params.type !== 'application/dicom') throw new HttpError(415, `STOW-RS part type ${ct.params.type} is not supported (only application/dicom)`);
     const declared = Number(req.headers['content-length'] ?? 0);

@@ -45,6 +45,8 @@ export interface Orthanc {
   url: string;
   dir: string;
   api<T = any>(method: string, p: string, body?: unknown): Promise<T>;
+  /** The tail of Orthanc's own log, for failure messages. */
+  log(): string;
   stop(): Promise<void>;
 }
 
@@ -77,12 +79,14 @@ export async function startOrthanc(opts: { name: string; aet: string; modalities
     HttpTimeout: 60,
   };
   writeFileSync(path.join(dir, 'orthanc.json'), JSON.stringify(config));
-  const child: ChildProcess = spawn('Orthanc', [path.join(dir, 'orthanc.json')], { env: { ...process.env, TCP_NODELAY: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn('Orthanc', [...(process.env.ORTHANC_VERBOSE ? ['--verbose'] : []), path.join(dir, 'orthanc.json')], { env: { ...process.env, TCP_NODELAY: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr?.on('data', (d) => (log = (log + d.toString()).slice(-20_000)));
   const url = `http://127.0.0.1:${httpPort}`;
   const api = async (method: string, p: string, body?: unknown) => {
-    const r = await fetch(url + p, { method, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body), headers: body === undefined ? {} : { 'content-type': 'application/json' } });
+    const raw = Buffer.isBuffer(body);
+    const payload = body === undefined ? undefined : raw || typeof body === 'string' ? (body as string) : JSON.stringify(body);
+    const r = await fetch(url + p, { method, body: payload, headers: body === undefined ? {} : { 'content-type': raw ? 'application/dicom' : 'application/json' } });
     const text = await r.text();
     if (!r.ok) throw new Error(`Orthanc ${method} ${p}: ${r.status} ${text.slice(0, 500)}`);
     try {
@@ -113,6 +117,7 @@ export async function startOrthanc(opts: { name: string; aet: string; modalities
     url,
     dir,
     api,
+    log: () => log,
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
