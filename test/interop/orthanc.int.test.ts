@@ -111,7 +111,11 @@ describe('Orthanc interoperability', { skip }, () => {
     assert.equal(qido.length, 1);
     // Orthanc re-expresses the answer in its own format: { Name, Group, Element, vr, Value: "string" }.
     assert.equal(qido[0]['0020000D'].Value, studies.local!.studyUid);
-    assert.equal(qido[0]['00201208'].Value, '10');
+    // Orthanc 1.10's client drops numeric IS values when it re-expresses answers (it does so for Orthanc's own
+    // server too), so only the attribute's presence can be checked through it; our own output is checked below.
+    assert.ok(qido[0]['00201208']);
+    const ours = await new DicomwebClient(`http://127.0.0.1:${node.httpPort}/dicom-web`).search('/studies', { PatientID: 'OP5' });
+    assert.deepEqual(ours[0]!['00201208'], { vr: 'IS', Value: [10] });
     const series = await orthanc.api('POST', '/dicom-web/servers/opendrim/qido', { Uri: `/studies/${studies.local!.studyUid}/series` });
     assert.equal(series.length, 2);
     await orthanc.api('POST', '/dicom-web/servers/opendrim/retrieve', { Resources: [{ Study: studies.local!.studyUid }], Synchronous: true });
