@@ -144,11 +144,12 @@ export async function parseMultipart(
     }
     await process(true);
   } catch (e) {
-    current?.writable.destroy(e as Error);
+    // Destroyed without an error: the owner of the part is told through the exception below.
+    current?.writable.destroy();
     throw e;
   }
   if ((state as string) !== 'end') {
-    current?.writable.destroy(new MultipartError('multipart body ended before its closing boundary'));
+    current?.writable.destroy();
     throw new MultipartError('multipart body ended before its closing boundary');
   }
   return count;

@@ -259,12 +259,22 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
         yield chunk;
       }
     }
-    await parseMultipart(limited(), ct.params.boundary ?? '', (part) => {
+    const inFlight = new Set<BlobWriter>();
+    try {
+      await parseMultipart(limited(), ct.params.boundary ?? '', (part) => onPart(part));
+    } catch (e) {
+      // A body cut short or malformed: drop the part being received; instances already committed stay stored.
+      await Promise.all([...inFlight].map((w) => w.discard()));
+      throw e;
+    }
+    function onPart(part: { headers: Record<string, string> }) {
       const writer: BlobWriter = ingestor.begin();
+      inFlight.add(writer);
       const partType = parseMediaType(part.headers['content-type'] ?? 'application/dicom').type;
       return {
         writable: writer,
         done: async () => {
+          inFlight.delete(writer);
           if (partType !== 'application/dicom') {
             await writer.discard();
             failed.push({ reason: 0xc000, message: `part of type ${partType} skipped` });
@@ -289,7 +299,7 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
           }
         },
       };
-    });
+    }
     const base = baseUrl(req);
     const resp: DicomJson = {};
     if (req.params.study || stored[0]) resp['00081190'] = { vr: 'UR', Value: [`${base}/studies/${req.params.study ?? stored[0]!.studyUid}`] };

@@ -42,7 +42,11 @@ export class BlobWriter extends Writable {
   ) {
     // autoDestroy off: destroying removes the temporary file, which must survive until commit renames it.
     super({ highWaterMark: 1024 * 1024, autoDestroy: false });
+    // Errors are reported through finished(); an 'error' nobody listens to must not crash the process.
+    this.on('error', (e) => (this.failure ??= e));
   }
+
+  private failure: Error | undefined;
 
   /** The kept prefix (the whole content when `bytes <= prefixBytes`). */
   get prefix(): Buffer {
@@ -99,6 +103,8 @@ export class BlobWriter extends Writable {
   /** Waits until the data is durable; rejects with the write error if any. */
   finished(): Promise<void> {
     return new Promise((resolve, reject) => {
+      if (this.failure) return reject(this.failure);
+      if (this.destroyed && !this.writableFinished) return reject(new Error('write aborted'));
       if (this.writableFinished) return resolve();
       this.once('finish', resolve);
       this.once('error', reject);
@@ -108,7 +114,13 @@ export class BlobWriter extends Writable {
 
   /** Drops the temporary file (after a failed or duplicate receive). */
   async discard(): Promise<void> {
-    if (!this.destroyed) this.destroy();
+    if (!this.destroyed) {
+      // Wait for _destroy: it may still be waiting for the file to open, and would otherwise recreate it after rm.
+      await new Promise<void>((resolve) => {
+        this.once('close', () => resolve());
+        this.destroy();
+      });
+    }
     await rm(this.tempPath, { force: true });
   }
 }
