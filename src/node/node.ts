@@ -66,7 +66,8 @@ export class OpenDrimNode {
       log: log.child({ component: 'dimse' }),
     });
 
-    this.http = Fastify({ loggerInstance: log.child({ component: 'http' }) as any, disableRequestLogging: true, bodyLimit: 1024 * 1024, forceCloseConnections: false });
+    // Fastify's own per-request logs stay at warn; OpenDRIM's routes log what matters through `log`.
+    this.http = Fastify({ loggerInstance: log.child({ component: 'http' }, { level: 'warn' }) as any, bodyLimit: 1024 * 1024, forceCloseConnections: false });
     this.http.addHook('onResponse', async (req, reply) => {
       metrics.httpLatency.observe({ route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     });

@@ -30,8 +30,11 @@ export interface IngestListener {
   (result: IngestResult, header: DicomJson): void;
 }
 
-/** Prefix of the file kept in memory for header parsing: enough for any ordinary header, small enough to never matter. */
-const HEADER_PREFIX = 512 * 1024;
+/**
+ * Prefix of the file kept in memory for header parsing: ordinary headers are a few kilobytes; a larger one
+ * (big sequences) is parsed from the file instead. Kept small because it is copied for every instance.
+ */
+const HEADER_PREFIX = 64 * 1024;
 
 /**
  * Receives instances (from DIMSE, STOW-RS or an import) as Part 10 byte streams and makes them durable and
@@ -97,7 +100,7 @@ export class Ingestor {
         await writer.discard();
         return { outcome: 'duplicate', studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
       }
-      const key = FsBlobStore.keyFor(sopUid);
+      const key = FsBlobStore.keyFor(studyUid, sopUid);
       await this.blobs.commit(writer, key);
       const stored = withBulkData(ds, `opendrim-base:/studies/${studyUid}/series/${seriesUid}/instances/${sopUid}`, header.hasPixelData, header.transferSyntaxUid);
       await this.index.upsertInstance({ header: stored, transferSyntaxUid: header.transferSyntaxUid, size: writer.bytes, blobKey: key, sourceAe: expect.sourceAe });

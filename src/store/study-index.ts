@@ -90,6 +90,13 @@ export class StudyIndex {
     return row !== undefined;
   }
 
+  /**
+   * Parent records (patient, study, series) last written by this node, keyed by Series Instance UID, with the
+   * exact values written. Instances of a series arrive in a row and carry the same parent attributes, so all
+   * but the first only insert their own row; a changed attribute still rewrites the parents.
+   */
+  private readonly parents = new Map<string, { key: string; seriesPk: number }>();
+
   /** Adds or replaces one instance and refreshes its patient, study and series records, atomically. */
   async upsertInstance(rec: IndexedInstance): Promise<{ studyUid: string; seriesUid: string; sopUid: string }> {
     const ds = rec.header;
@@ -97,83 +104,100 @@ export class StudyIndex {
     const seriesUid = str(ds, '0020000E');
     const sopUid = str(ds, '00080018');
     const t = now();
-    await this.db.transaction().execute(async (trx) => {
-      const patientName = str(ds, '00100010');
-      const patient = {
-        patient_id: str(ds, '00100020'),
-        issuer: str(ds, '00100021'),
-        patient_name: patientName || null,
-        patient_name_norm: patientName ? normalizePersonName(patientName) : null,
-        birth_date: str(ds, '00100030') || null,
-        sex: str(ds, '00100040') || null,
-        other_ids: otherPatientIds(ds),
-        attrs: JSON.stringify(pick(ds, LEVEL_TAGS.PATIENT)),
-        updated_at: t,
-      };
-      const { id: patientPk } = await trx
-        .insertInto('patients')
-        .values(patient)
-        .onConflict((oc) => oc.columns(['patient_id', 'issuer']).doUpdateSet({ ...patient }))
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      const referring = str(ds, '00080090');
-      const study = {
-        patient_pk: Number(patientPk),
-        study_uid: studyUid,
-        study_date: str(ds, '00080020') || null,
-        study_time: str(ds, '00080030') || null,
-        accession_number: str(ds, '00080050') || null,
-        study_id: str(ds, '00200010') || null,
-        description: str(ds, '00081030') || null,
-        referring_physician: referring || null,
-        referring_physician_norm: referring ? normalizePersonName(referring) : null,
-        attrs: JSON.stringify(pick(ds, LEVEL_TAGS.STUDY)),
-        updated_at: t,
-      };
-      const { id: studyPk } = await trx
-        .insertInto('studies')
-        .values(study)
-        .onConflict((oc) => oc.column('study_uid').doUpdateSet({ ...study }))
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      const series = {
-        study_pk: Number(studyPk),
-        series_uid: seriesUid,
-        modality: str(ds, '00080060') || null,
-        series_number: num(ds, '00200011'),
-        description: str(ds, '0008103E') || null,
-        series_date: str(ds, '00080021') || null,
-        body_part: str(ds, '00180015') || null,
-        institution_name: str(ds, '00080080') || null,
-        station_name: str(ds, '00081010') || null,
-        attrs: JSON.stringify(pick(ds, LEVEL_TAGS.SERIES)),
-        updated_at: t,
-      };
-      const { id: seriesPk } = await trx
-        .insertInto('series')
-        .values(series)
-        .onConflict((oc) => oc.column('series_uid').doUpdateSet({ ...series }))
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      const instance = {
-        series_pk: Number(seriesPk),
-        sop_uid: sopUid,
-        sop_class_uid: str(ds, '00080016'),
-        instance_number: num(ds, '00200013'),
-        transfer_syntax: rec.transferSyntaxUid,
-        size: rec.size,
-        blob_key: rec.blobKey,
-        frames: num(ds, '00280008'),
-        metadata: JSON.stringify(ds),
-        received_at: t,
-        source_ae: rec.sourceAe ?? null,
-      };
-      await trx
-        .insertInto('instances')
-        .values(instance)
-        .onConflict((oc) => oc.column('sop_uid').doUpdateSet({ ...instance }))
-        .execute();
-    });
+    const patientName = str(ds, '00100010');
+    const patient = {
+      patient_id: str(ds, '00100020'),
+      issuer: str(ds, '00100021'),
+      patient_name: patientName || null,
+      patient_name_norm: patientName ? normalizePersonName(patientName) : null,
+      birth_date: str(ds, '00100030') || null,
+      sex: str(ds, '00100040') || null,
+      other_ids: otherPatientIds(ds),
+      attrs: JSON.stringify(pick(ds, LEVEL_TAGS.PATIENT)),
+    };
+    const referring = str(ds, '00080090');
+    const study = {
+      study_uid: studyUid,
+      study_date: str(ds, '00080020') || null,
+      study_time: str(ds, '00080030') || null,
+      accession_number: str(ds, '00080050') || null,
+      study_id: str(ds, '00200010') || null,
+      description: str(ds, '00081030') || null,
+      referring_physician: referring || null,
+      referring_physician_norm: referring ? normalizePersonName(referring) : null,
+      attrs: JSON.stringify(pick(ds, LEVEL_TAGS.STUDY)),
+    };
+    const series = {
+      series_uid: seriesUid,
+      modality: str(ds, '00080060') || null,
+      series_number: num(ds, '00200011'),
+      description: str(ds, '0008103E') || null,
+      series_date: str(ds, '00080021') || null,
+      body_part: str(ds, '00180015') || null,
+      institution_name: str(ds, '00080080') || null,
+      station_name: str(ds, '00081010') || null,
+      attrs: JSON.stringify(pick(ds, LEVEL_TAGS.SERIES)),
+    };
+    const parentKey = JSON.stringify([patient, study, series]);
+    const instance = {
+      sop_uid: sopUid,
+      sop_class_uid: str(ds, '00080016'),
+      instance_number: num(ds, '00200013'),
+      transfer_syntax: rec.transferSyntaxUid,
+      size: rec.size,
+      blob_key: rec.blobKey,
+      frames: num(ds, '00280008'),
+      metadata: JSON.stringify(ds),
+      received_at: t,
+      source_ae: rec.sourceAe ?? null,
+    };
+    const write = async (useCache: boolean) =>
+      this.db.transaction().execute(async (trx) => {
+        const cached = useCache ? this.parents.get(seriesUid) : undefined;
+        let seriesPk: number;
+        if (cached && cached.key === parentKey) {
+          seriesPk = cached.seriesPk;
+        } else {
+          const { id: patientPk } = await trx
+            .insertInto('patients')
+            .values({ ...patient, updated_at: t })
+            .onConflict((oc) => oc.columns(['patient_id', 'issuer']).doUpdateSet({ ...patient, updated_at: t }))
+            .returning('id')
+            .executeTakeFirstOrThrow();
+          const studyRow = { ...study, patient_pk: Number(patientPk), updated_at: t };
+          const { id: studyPk } = await trx
+            .insertInto('studies')
+            .values(studyRow)
+            .onConflict((oc) => oc.column('study_uid').doUpdateSet(studyRow))
+            .returning('id')
+            .executeTakeFirstOrThrow();
+          const seriesRow = { ...series, study_pk: Number(studyPk), updated_at: t };
+          const row = await trx
+            .insertInto('series')
+            .values(seriesRow)
+            .onConflict((oc) => oc.column('series_uid').doUpdateSet(seriesRow))
+            .returning('id')
+            .executeTakeFirstOrThrow();
+          seriesPk = Number(row.id);
+        }
+        const instanceRow = { ...instance, series_pk: seriesPk };
+        await trx
+          .insertInto('instances')
+          .values(instanceRow)
+          .onConflict((oc) => oc.column('sop_uid').doUpdateSet(instanceRow))
+          .execute();
+        return seriesPk;
+      });
+    let seriesPk: number;
+    try {
+      seriesPk = await write(true);
+    } catch {
+      // The cached parents may be stale (deleted or changed by another node sharing the database): redo in full.
+      this.parents.delete(seriesUid);
+      seriesPk = await write(false);
+    }
+    if (this.parents.size > 10_000) this.parents.clear();
+    this.parents.set(seriesUid, { key: parentKey, seriesPk });
     return { studyUid, seriesUid, sopUid };
   }
 
