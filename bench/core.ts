@@ -5,13 +5,15 @@
  *   memory   OpenDRIM's peak RSS (VmHWM) while ingesting a ~1 GB study
  * Prints figures and ratios; asserts nothing (performance is not a test).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { generateStudy } from '../test/harness/gen-study.js';
 import { dcmtk, freePort, startOrthanc } from '../test/harness/peers.js';
 
+const execFileP = promisify(execFile);
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (s: number) => `${s.toFixed(3)} s`;
@@ -25,13 +27,13 @@ interface RunningNode {
   peakRssMb(): number;
 }
 
-async function startOpenDrim(): Promise<RunningNode> {
+async function startOpenDrim(extraEnv: Record<string, string> = {}): Promise<RunningNode> {
   const http = await freePort();
   const dicom = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-opendrim-'));
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), 'start'], {
     cwd: root,
-    env: { ...process.env, OPENDRIM_DATA_DIR: dir, OPENDRIM_HTTP_PORT: String(http), OPENDRIM_DICOM_PORT: String(dicom), OPENDRIM_BIND: '127.0.0.1', OPENDRIM_ACCEPT_UNKNOWN_AE: 'true', OPENDRIM_LOG_LEVEL: 'warn' },
+    env: { ...process.env, OPENDRIM_DATA_DIR: dir, OPENDRIM_HTTP_PORT: String(http), OPENDRIM_DICOM_PORT: String(dicom), OPENDRIM_BIND: '127.0.0.1', OPENDRIM_ACCEPT_UNKNOWN_AE: 'true', OPENDRIM_LOG_LEVEL: 'warn', ...extraEnv },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   for (let i = 0; ; i++) {
@@ -65,13 +67,11 @@ async function timeStorescu(aec: string, port: number, files: string[]): Promise
   return Number(process.hrtime.bigint() - t) / 1e9;
 }
 
+/** curl, as the lab's reference figures use: a Node fetch client would measure itself more than the servers. */
 async function timeWado(url: string): Promise<{ s: number; bytes: number }> {
-  const t = process.hrtime.bigint();
-  const res = await fetch(url, { headers: { accept: 'multipart/related; type="application/dicom"' } });
-  if (!res.ok) throw new Error(`${url}: ${res.status}`);
-  let bytes = 0;
-  for await (const chunk of res.body as any as AsyncIterable<Uint8Array>) bytes += chunk.length;
-  return { s: Number(process.hrtime.bigint() - t) / 1e9, bytes };
+  const { stdout } = await execFileP('curl', ['-s', '-f', '-o', '/dev/null', '-w', '%{time_total} %{size_download}', '-H', 'Accept: multipart/related; type="application/dicom"', url]);
+  const [s, bytes] = stdout.trim().split(' ').map(Number);
+  return { s: s!, bytes: bytes! };
 }
 
 const work = mkdtempSync(path.join(tmpdir(), 'bench-'));
@@ -80,13 +80,19 @@ try {
   const ct = generateStudy({ out: path.join(work, 'ct'), modality: 'CT', series: 1, slices: 300, rows: 512 });
   console.log(`  ${ct.files.length} files, ${(ct.bytes / 1e6).toFixed(0)} MB`);
 
-  const ingest = { opendrim: [] as number[], orthanc: [] as number[] };
+  const ingest = { opendrim: [] as number[], nosync: [] as number[], orthanc: [] as number[] };
   const wado = { opendrim: [] as number[], orthanc: [] as number[] };
   for (let run = 0; run < 3; run++) {
     const node = await startOpenDrim();
     const orthanc = await startOrthanc({ name: `bench${run}`, aet: 'ORTHANC' });
     try {
       ingest.opendrim.push(await timeStorescu('OPENDRIM', node.dicom, ct.files));
+      const fast = await startOpenDrim({ OPENDRIM_FSYNC: 'false' });
+      try {
+        ingest.nosync.push(await timeStorescu('OPENDRIM', fast.dicom, ct.files));
+      } finally {
+        await fast.stop();
+      }
       ingest.orthanc.push(await timeStorescu('ORTHANC', orthanc.dicomPort, ct.files));
       for (let i = 0; i < 1; i++) {
         wado.opendrim.push((await timeWado(`http://127.0.0.1:${node.http}/dicom-web/studies/${ct.studyUid}`)).s);
@@ -119,10 +125,12 @@ try {
   console.log('');
   console.log(`| measure (300-slice CT, ${(ct.bytes / 1e6).toFixed(0)} MB, median of 3) | OpenDRIM | Orthanc ${'1.10'} | Orthanc / OpenDRIM |`);
   console.log('| --- | --- | --- | --- |');
-  console.log(`| storescu ingest | ${fmt(o)} | ${fmt(r)} | ${(r / o).toFixed(2)}x |`);
+  const n = median(ingest.nosync);
+  console.log(`| storescu ingest (default: fsync per instance) | ${fmt(o)} | ${fmt(r)} | ${(r / o).toFixed(2)}x |`);
+  console.log(`| storescu ingest (storage.fsync=false, as Orthanc) | ${fmt(n)} | ${fmt(r)} | ${(r / n).toFixed(2)}x |`);
   console.log(`| WADO-RS whole-study retrieve | ${fmt(wo)} | ${fmt(wr)} | ${(wr / wo).toFixed(2)}x |`);
   console.log('');
-  console.log(`ingest runs (s): OpenDRIM ${ingest.opendrim.map((x) => x.toFixed(3)).join(', ')}; Orthanc ${ingest.orthanc.map((x) => x.toFixed(3)).join(', ')}`);
+  console.log(`ingest runs (s): OpenDRIM ${ingest.opendrim.map((x) => x.toFixed(3)).join(', ')}; OpenDRIM without fsync ${ingest.nosync.map((x) => x.toFixed(3)).join(', ')}; Orthanc ${ingest.orthanc.map((x) => x.toFixed(3)).join(', ')}`);
   console.log(`retrieve runs (s): OpenDRIM ${wado.opendrim.map((x) => x.toFixed(3)).join(', ')}; Orthanc ${wado.orthanc.map((x) => x.toFixed(3)).join(', ')}`);
   console.log(`OpenDRIM peak RSS while ingesting ${(big.bytes / 1e9).toFixed(2)} GB (${big.files.length} instances, ${bigSeconds.toFixed(1)} s): ${rss.toFixed(0)} MB`);
 } finally {

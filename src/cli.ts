@@ -57,7 +57,7 @@ async function openStore(config: Config) {
   const database = openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   await migrateToLatest(database.db, database.dialect);
   const index = new StudyIndex(database.db, database.dialect);
-  const blobs = new FsBlobStore(config.dataDir);
+  const blobs = new FsBlobStore(config.dataDir, { fsync: config.storage.fsync });
   const ingestor = new Ingestor(blobs, index, { duplicates: config.storage.duplicates, maxInstanceBytes: config.storage.maxInstanceBytes, log });
   return { database, index, blobs, ingestor };
 }

@@ -33,9 +33,14 @@ export const ConfigSchema = z
         duplicates: z.enum(['keep', 'overwrite']).default('keep'),
         /** Largest single instance accepted (bytes), over DIMSE and STOW-RS. */
         maxInstanceBytes: z.number().int().positive().default(4 * 1024 ** 3),
+        /**
+         * Sync each instance to stable storage before acknowledging it (C-STORE response, STOW-RS answer).
+         * Turning it off is faster on slow disks but a power cut can lose instances the sender thinks stored.
+         */
+        fsync: z.boolean().default(true),
       })
       .strict()
-      .default({ duplicates: 'keep', maxInstanceBytes: 4 * 1024 ** 3 }),
+      .default({ duplicates: 'keep', maxInstanceBytes: 4 * 1024 ** 3, fsync: true }),
     dicom: z
       .object({
         /** Accept associations from calling AE titles that are not in `peers`. */
@@ -86,6 +91,7 @@ const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 
   OPENDRIM_PUBLIC_URL: { key: 'publicUrl', kind: 'string' },
   OPENDRIM_LOG_LEVEL: { key: 'logLevel', kind: 'string' },
   OPENDRIM_ACCEPT_UNKNOWN_AE: { key: 'dicom.acceptUnknownCallingAe', kind: 'bool' },
+  OPENDRIM_FSYNC: { key: 'storage.fsync', kind: 'bool' },
   OPENDRIM_PEERS: { key: 'peers', kind: 'peers' },
   DATABASE_URL: { key: 'databaseUrl', kind: 'string' },
 };

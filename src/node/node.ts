@@ -50,7 +50,7 @@ export class OpenDrimNode {
     this.database = openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     await migrateToLatest(this.database.db, this.database.dialect);
     this.index = new StudyIndex(this.database.db, this.database.dialect);
-    this.blobs = new FsBlobStore(config.dataDir);
+    this.blobs = new FsBlobStore(config.dataDir, { fsync: config.storage.fsync });
     const swept = await this.blobs.sweepTemp();
     if (swept) log.info({ swept }, 'removed temporary files left by an interrupted receive');
     this.ingestor = new Ingestor(this.blobs, this.index, { duplicates: config.storage.duplicates, maxInstanceBytes: config.storage.maxInstanceBytes, log });

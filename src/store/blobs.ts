@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { close, closeSync, createReadStream, fdatasync, mkdirSync, openSync, writeSync } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { closeSync, createReadStream, fdatasync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { Readable } from 'node:stream';
@@ -44,6 +44,7 @@ export class BlobWriter extends Writable {
     readonly tempPath: string,
     private readonly prefixBytes: number,
     private readonly maxBytes: number,
+    private readonly sync = true,
   ) {
     // autoDestroy off: destroying removes the temporary file, which must survive until commit renames it.
     super({ highWaterMark: 1024 * 1024, autoDestroy: false });
@@ -90,11 +91,19 @@ export class BlobWriter extends Writable {
       return;
     }
     const fd = this.fd;
-    fdatasync(fd, (err) => {
-      if (err) return cb(err);
+    // close and rename are metadata calls of a few microseconds: done synchronously, as a thread-pool round
+    // trip costs more than the call. Only the data sync, which waits on the disk, goes through the pool.
+    const closeIt = () => {
       this.fd = undefined;
-      close(fd, (e) => cb(e));
-    });
+      try {
+        closeSync(fd);
+        cb();
+      } catch (e) {
+        cb(e as Error);
+      }
+    };
+    if (!this.sync) return closeIt();
+    fdatasync(fd, (err) => (err ? cb(err) : closeIt()));
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
@@ -132,7 +141,10 @@ export class FsBlobStore implements BlobStore {
   private readonly tmpDir: string;
   private readonly root: string;
 
-  constructor(dataDir: string) {
+  constructor(
+    dataDir: string,
+    private readonly opts: { fsync?: boolean } = {},
+  ) {
     this.root = path.join(dataDir, 'storage');
     this.tmpDir = path.join(dataDir, 'tmp');
     mkdirSync(this.root, { recursive: true });
@@ -160,7 +172,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   createWriter(opts: { prefixBytes?: number; maxBytes?: number } = {}): BlobWriter {
-    return new BlobWriter(path.join(this.tmpDir, `${randomUUID()}.part`), opts.prefixBytes ?? 1024 * 1024, opts.maxBytes ?? Number.MAX_SAFE_INTEGER);
+    return new BlobWriter(path.join(this.tmpDir, `${randomUUID()}.part`), opts.prefixBytes ?? 1024 * 1024, opts.maxBytes ?? Number.MAX_SAFE_INTEGER, this.opts.fsync ?? true);
   }
 
   private readonly knownDirs = new Set<string>();
@@ -174,7 +186,7 @@ export class FsBlobStore implements BlobStore {
       if (this.knownDirs.size < 100_000) this.knownDirs.add(dir);
     }
     // rename(2) is atomic: readers see the old file or the new one, never a partial one.
-    await rename(writer.tempPath, target);
+    renameSync(writer.tempPath, target);
   }
 
   read(key: string, range?: { start: number; end?: number }): Readable {
