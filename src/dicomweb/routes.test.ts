@@ -6,6 +6,7 @@ import path from 'node:path';
 import { startTestNode } from '../../test/harness/node.js';
 import { generateStudy, type GeneratedStudy } from '../../test/harness/gen-study.js';
 import { DicomwebClient } from './client.js';
+import { testDatabases } from '../../test/harness/databases.js';
 import { multipartStream, newBoundary, parseMediaType, parseMultipart } from './multipart.js';
 import { Writable, Readable } from 'node:stream';
 
@@ -27,7 +28,9 @@ async function stowBody(bodies: Buffer[]): Promise<{ body: Buffer; type: string 
   return { body: Buffer.concat(chunks), type: `multipart/related; type="application/dicom"; boundary=${boundary}` };
 }
 
-describe('DICOMweb (QIDO-RS, WADO-RS, STOW-RS)', () => {
+const databases = await testDatabases();
+
+for (const database of databases) describe(`DICOMweb (QIDO-RS, WADO-RS, STOW-RS) on ${database.name}`, () => {
   let node: Awaited<ReturnType<typeof startTestNode>>;
   let base: string;
   let ct: GeneratedStudy;
@@ -35,7 +38,7 @@ describe('DICOMweb (QIDO-RS, WADO-RS, STOW-RS)', () => {
   const get = (p: string, accept?: string) => fetch(base + p, { headers: accept ? { accept } : {} });
 
   before(async () => {
-    node = await startTestNode({ dicomweb: { maxQidoResults: 50, maxStowBytes: 64 * 1024 * 1024 } });
+    node = await startTestNode({ dicomweb: { maxQidoResults: 50, maxStowBytes: 64 * 1024 * 1024 } }, database.url);
     base = `http://127.0.0.1:${node.httpPort}/dicom-web`;
     const dir = mkdtempSync(path.join(tmpdir(), 'dw-'));
     ct = generateStudy({ out: path.join(dir, 'ct'), modality: 'CT', series: 2, slices: 4, rows: 64, patientId: 'W1', patientName: 'WEB^ONE', studyDate: '20230505' });
@@ -43,7 +46,10 @@ describe('DICOMweb (QIDO-RS, WADO-RS, STOW-RS)', () => {
     const r = await new DicomwebClient(base).store([...ct.files, ...mr.files], { batchSize: 4 });
     assert.deepEqual({ stored: r.stored, failed: r.failed }, { stored: 11, failed: 0 });
   });
-  after(async () => node?.cleanup());
+  after(async () => {
+    await node?.cleanup();
+    await database.drop();
+  });
 
   test('QIDO-RS: matching, includefield, limit/offset, scoped searches', async () => {
     const c = new DicomwebClient(base);

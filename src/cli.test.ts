@@ -1,0 +1,85 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { generateStudy } from '../test/harness/gen-study.js';
+import { haveCommand, startStorescp } from '../test/harness/peers.js';
+import { startTestNode } from '../test/harness/node.js';
+
+const execFileP = promisify(execFile);
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+
+async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileP(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), ...args], { cwd: root, env: { ...process.env, ...env }, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+describe('opendrim CLI', () => {
+  test('--help and --version', async () => {
+    const h = await cli(['--help']);
+    assert.equal(h.code, 0);
+    assert.match(h.stdout, /Usage: opendrim <command>/);
+    assert.match((await cli(['--version'])).stdout, /^\d+\.\d+\.\d+/);
+  });
+
+  test('config shows the effective configuration; a bad value names its key and exits 2', async () => {
+    const ok = await cli(['config'], { OPENDRIM_HTTP_PORT: '9999', OPENDRIM_PEERS: 'PACS@127.0.0.1:4242' });
+    assert.equal(ok.code, 0);
+    const cfg = JSON.parse(ok.stdout);
+    assert.equal(cfg.httpPort, 9999);
+    assert.equal(cfg.peers[0].aeTitle, 'PACS');
+    const dir = mkdtempSync(path.join(tmpdir(), 'cli-'));
+    writeFileSync(path.join(dir, 'bad.yaml'), 'dicom:\n  maxPduLength: lots\n');
+    const bad = await cli(['--config', path.join(dir, 'bad.yaml'), 'config']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /dicom\.maxPduLength/);
+    const unknown = await cli(['frobnicate']);
+    assert.equal(unknown.code, 2);
+  });
+
+  describe('against a running node', { skip: haveCommand('storescp') ? false : 'DCMTK not installed' }, () => {
+    let node: Awaited<ReturnType<typeof startTestNode>>;
+    let sink: Awaited<ReturnType<typeof startStorescp>>;
+    let dataDir: string;
+    before(async () => {
+      sink = await startStorescp('SINK');
+      node = await startTestNode({ dicom: { acceptUnknownCallingAe: true, checkCalledAe: true, maxPduLength: 262144, maxAssociations: 8, idleTimeoutMs: 30000, maxFindResults: 100 } });
+      dataDir = mkdtempSync(path.join(tmpdir(), 'cli-data-'));
+    });
+    after(async () => {
+      await node?.cleanup();
+      await sink?.stop();
+    });
+
+    test('echo, import, send and find', async () => {
+      const peer = `OPENDRIM@127.0.0.1:${node.dicomPort}`;
+      const e = await cli(['echo', peer]);
+      assert.equal(e.code, 0, e.stderr);
+      assert.match(e.stdout, /success/);
+      const study = generateStudy({ out: mkdtempSync(path.join(tmpdir(), 'cli-study-')), slices: 3, rows: 32 });
+      writeFileSync(path.join(path.dirname(study.files[0]!), 'README.txt'), 'not dicom');
+      const imp = await cli(['import', path.dirname(study.files[0]!)], { OPENDRIM_DATA_DIR: dataDir });
+      assert.equal(imp.code, 0, imp.stderr);
+      assert.match(imp.stdout, /3 new, 0 replaced, 0 already present, 1 refused/);
+      const send = await cli(['send', study.studyUid, `SINK@127.0.0.1:${sink.port}`], { OPENDRIM_DATA_DIR: dataDir });
+      assert.equal(send.code, 0, send.stderr);
+      assert.equal(readdirSync(sink.dir).length, 3);
+      const sendToNode = await cli(['send', study.studyUid, peer], { OPENDRIM_DATA_DIR: dataDir });
+      assert.equal(sendToNode.code, 0, sendToNode.stderr);
+      const f = await cli(['find', peer, `StudyInstanceUID=${study.studyUid}`]);
+      assert.equal(f.code, 0, f.stderr);
+      assert.equal(JSON.parse(f.stdout).length, 1);
+      const down = await cli(['echo', 'NOBODY@127.0.0.1:1']);
+      assert.equal(down.code, 1);
+      assert.match(down.stderr, /NOBODY/);
+    });
+  });
+});
