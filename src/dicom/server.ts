@@ -1,20 +1,14 @@
 import net from 'node:net';
 import type { Writable } from 'node:stream';
-import dimse from 'dcmjs-dimse';
-import dcmjs from 'dcmjs';
 import type { Logger } from '../common/log.js';
-import { guardPdus } from './pdu-guard.js';
 import { QUERY_RETRIEVE, SopClass, chooseCommandSyntax, chooseStorageSyntax, isStorageSopClass } from './uids.js';
 import { fileMetaHeader, type DicomJson } from './part10.js';
-import { storeInstances, type OutboundInstance } from './scu.js';
-
-const { Scp, Dataset } = dimse;
-const { CEchoResponse, CFindResponse, CStoreResponse, CMoveResponse, CGetResponse } = dimse.responses;
-const { CStoreRequest } = dimse.requests;
-const { Status, PresentationContextResult, RejectResult, RejectSource, RejectReason } = dimse.constants;
-const { DicomMetaDictionary } = dcmjs.data;
-
-dimse.log.setLevel('silent' as any);
+import { Association, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION, type DimseMessage } from './net/association.js';
+import { CommandField, Status, type Command } from './net/command.js';
+import { decodeDataset, encodeDataset, readPart10Info } from './net/dataset.js';
+import { DimseEndpoint } from './net/dimse.js';
+import type { AssociateRq, PresentationContextAc, RoleSelection } from './net/pdu.js';
+import { storeInstances, storeOver, type OutboundInstance } from './scu.js';
 
 export interface AssociationInfo {
   id: number;
@@ -79,21 +73,6 @@ export class QueryIdentifierError extends Error {
 
 let associationSeq = 0;
 
-/** Converts a C-FIND/C-MOVE identifier (dcmjs-dimse's naturalised form) to DICOM JSON. */
-function identifierToJson(elements: Record<string, unknown>): DicomJson {
-  const copy: Record<string, unknown> = { ...elements };
-  delete copy._vrMap;
-  delete copy._meta;
-  // dcmjs leaves empty-valued attributes out of denaturalisation unless they are explicitly empty arrays/strings.
-  const dn = DicomMetaDictionary.denaturalizeDataset(copy) as Record<string, { vr: string; Value?: unknown[] }>;
-  const out: DicomJson = {};
-  for (const [tag, el] of Object.entries(dn)) {
-    const values = (el.Value ?? []).filter((v) => v !== '' && v !== null && v !== undefined);
-    out[tag.toUpperCase()] = values.length ? { vr: el.vr, Value: values } : { vr: el.vr };
-  }
-  return out;
-}
-
 function levelOf(identifier: DicomJson): QueryLevel {
   const v = String(identifier['00080052']?.Value?.[0] ?? '').trim().toUpperCase();
   if (v === 'PATIENT' || v === 'STUDY' || v === 'SERIES' || v === 'IMAGE') return v;
@@ -113,20 +92,12 @@ export function selectReturnKeys(match: DicomJson, identifier: DicomJson, level:
   return out;
 }
 
-function jsonToDataset(json: DicomJson): any {
-  const cleaned: Record<string, unknown> = {};
-  for (const [tag, el] of Object.entries(json)) {
-    if (el.BulkDataURI) continue;
-    cleaned[tag] = el.Value ? { vr: el.vr, Value: el.Value } : { vr: el.vr, Value: [] };
-  }
-  const natural = DicomMetaDictionary.naturalizeDataset(cleaned);
-  return new Dataset(natural);
-}
+type Counts = { remaining: number; completed: number; failed: number; warning: number };
 
 /**
- * DICOM upper-layer service on a socket server of our own (so that we bind to the configured address, set
- * TCP_NODELAY, cap associations and PDU sizes, and can drain associations on shutdown), with dcmjs-dimse's
- * Scp driving each association.
+ * The DICOM service (SCP) on OpenDRIM's own upper layer (src/dicom/net): binds to the configured address,
+ * sets TCP_NODELAY, caps associations and PDU sizes, streams C-STORE data straight to storage, answers role
+ * selection for C-GET, and drains associations on shutdown.
  */
 export class DicomServer {
   private server: net.Server | undefined;
@@ -169,336 +140,250 @@ export class DicomServer {
     await closed;
   }
 
+  private negotiate(rq: AssociateRq, info: AssociationInfo): { accept: { calledAe: string; callingAe: string; contexts: PresentationContextAc[]; user: { maxPduLength: number; implementationClassUid: string; implementationVersion: string; roles: RoleSelection[] } } } | { reject: { result: number; source: number; reason: number } } {
+    const { handlers, log } = this.opts;
+    info.callingAe = rq.callingAe;
+    info.calledAe = rq.calledAe;
+    if (this.active >= this.opts.maxAssociations) {
+      handlers.onAssociation?.('reject', info, 'limit');
+      log.warn({ callingAe: rq.callingAe, remote: info.remoteAddress }, 'association rejected: too many associations');
+      return { reject: { result: 2, source: 3, reason: 2 } }; // transient, provider (presentation), local limit exceeded
+    }
+    if (rq.applicationContext && rq.applicationContext !== '1.2.840.10008.3.1.1.1') return { reject: { result: 1, source: 1, reason: 2 } };
+    const refusal = handlers.checkAssociation(info);
+    if (refusal) {
+      handlers.onAssociation?.('reject', info, refusal);
+      log.warn({ callingAe: rq.callingAe, calledAe: rq.calledAe, remote: info.remoteAddress, refusal }, 'association rejected');
+      return { reject: { result: 1, source: 1, reason: refusal === 'calling-ae' ? 3 : 7 } };
+    }
+    const contexts: PresentationContextAc[] = rq.contexts.map((c) => {
+      let ts: string | undefined;
+      if (c.abstractSyntax === SopClass.Verification || QUERY_RETRIEVE[c.abstractSyntax]) ts = chooseCommandSyntax(c.transferSyntaxes);
+      else if (isStorageSopClass(c.abstractSyntax)) ts = chooseStorageSyntax(c.transferSyntaxes);
+      else return { id: c.id, result: 3, transferSyntax: '' };
+      return ts ? { id: c.id, result: 0, transferSyntax: ts } : { id: c.id, result: 4, transferSyntax: '' };
+    });
+    // Role selection (PS3.7 D.3.3.4): accept what is proposed for storage classes, which lets us send C-GET sub-operations.
+    const roles = rq.user.roles.filter((r) => isStorageSopClass(r.sopClassUid));
+    this.active++;
+    handlers.onAssociation?.('open', info);
+    log.info({ assoc: info.id, callingAe: rq.callingAe, calledAe: rq.calledAe, remote: info.remoteAddress }, 'association accepted');
+    return { accept: { calledAe: rq.calledAe, callingAe: rq.callingAe, contexts, user: { maxPduLength: this.opts.maxPduLength, implementationClassUid: IMPLEMENTATION_CLASS_UID, implementationVersion: IMPLEMENTATION_VERSION, roles } } };
+  }
+
   private accept(socket: net.Socket): void {
     socket.setNoDelay(true);
     this.sockets.add(socket);
     const { log, handlers } = this.opts;
     const info: AssociationInfo = { id: ++associationSeq, callingAe: '', calledAe: '', remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 };
+    const assoc = new Association(socket, { maxPduLength: this.opts.maxPduLength }, 'acceptor');
     let counted = false;
+    assoc.onAssociateRequest = (rq) => {
+      const d = this.negotiate(rq, info);
+      counted = 'accept' in d;
+      return d;
+    };
     socket.setTimeout(this.opts.idleTimeoutMs);
     socket.on('timeout', () => {
       log.warn({ assoc: info.id, callingAe: info.callingAe }, 'association idle timeout: aborting');
       handlers.onAssociation?.('abort', info, 'idle timeout');
-      socket.destroy();
+      assoc.abort();
     });
-    socket.on('error', (e) => log.debug({ assoc: info.id, err: e.message }, 'socket error'));
-    socket.on('close', () => {
+    assoc.on('protocol-error', (e: Error) => {
+      log.warn({ assoc: info.id, remote: info.remoteAddress, reason: e.message }, 'protocol violation: association aborted');
+      handlers.onAssociation?.('abort', info, e.message);
+    });
+    assoc.on('aborted', () => handlers.onAssociation?.('abort', info, 'peer abort'));
+    assoc.on('closed', () => {
       this.sockets.delete(socket);
       if (counted) {
         this.active--;
         handlers.onAssociation?.('close', info);
       }
     });
-    guardPdus(socket, { maxPduLength: this.opts.maxPduLength, maxAssociateLength: 256 * 1024 }, (reason) => {
-      log.warn({ assoc: info.id, remote: info.remoteAddress, reason }, 'protocol violation: aborting association');
-      handlers.onAssociation?.('abort', info, reason);
-      // A-ABORT (source: service provider, reason: invalid PDU parameter value), then close.
-      socket.end(Buffer.from([0x07, 0, 0, 0, 0, 4, 0, 0, 2, 6]));
-      setTimeout(() => socket.destroy(), 100).unref();
-    });
-    const server = this;
-    const scp = new OpenDrimScp(socket, {
-      onAssociate: (a) => {
-        info.callingAe = a.callingAe;
-        info.calledAe = a.calledAe;
-        if (server.active >= server.opts.maxAssociations) return 'limit';
-        const refusal = handlers.checkAssociation(info);
-        if (refusal) return refusal;
-        counted = true;
-        server.active++;
-        handlers.onAssociation?.('open', info);
-        return undefined;
-      },
-      info,
-      opts: this.opts,
-    });
-    scp.on('networkError', (e: Error) => {
-      log.debug({ assoc: info.id, err: e.message }, 'DICOM network error');
-      socket.destroy();
-    });
+    new ScpSession(assoc, info, this.opts);
   }
 }
 
-interface ScpContext {
-  onAssociate(a: { callingAe: string; calledAe: string }): 'calling-ae' | 'called-ae' | 'limit' | undefined;
-  info: AssociationInfo;
-  opts: DicomServerOptions;
-}
+/** The DIMSE services of one accepted association. */
+class ScpSession {
+  private readonly ep: DimseEndpoint;
+  private readonly stores = new Map<Command, { sink: StoreSink; started: number; bytes: () => number }>();
+  private readonly cancelled = new Set<number>();
 
-class OpenDrimScp extends Scp {
-  private readonly ctx: ScpContext;
-  private readonly sinks = new Map<unknown, { sink: StoreSink; bytes: () => number; started: number }>();
-  private readonly socketRef: net.Socket;
-
-  constructor(socket: net.Socket, ctx: ScpContext) {
-    super(socket, { associationTimeout: ctx.opts.idleTimeoutMs, pduTimeout: ctx.opts.idleTimeoutMs, connectTimeout: ctx.opts.idleTimeoutMs });
-    this.ctx = ctx;
-    this.socketRef = socket;
-    socket.on('close', () => {
+  constructor(
+    private readonly assoc: Association,
+    private readonly info: AssociationInfo,
+    private readonly opts: DicomServerOptions,
+  ) {
+    this.ep = new DimseEndpoint(assoc);
+    assoc.openDataset = (contextId, command) => (command.commandField === CommandField.CStoreRq ? this.openStore(contextId, command) : undefined);
+    this.ep.onRequest = (msg) => this.dispatch(msg);
+    assoc.on('closed', () => {
       // Peer dropped mid-transfer: temporary files of unfinished C-STOREs are removed, nothing is indexed.
-      for (const { sink } of this.sinks.values()) void sink.abort();
-      this.sinks.clear();
+      for (const { sink } of this.stores.values()) void sink.abort();
+      this.stores.clear();
     });
   }
 
   private get log() {
-    return this.ctx.opts.log;
+    return this.opts.log;
   }
 
-  override associationRequested(association: any): void {
-    const callingAe = String(association.getCallingAeTitle()).trim();
-    const calledAe = String(association.getCalledAeTitle()).trim();
-    const refusal = this.ctx.onAssociate({ callingAe, calledAe });
-    if (refusal) {
-      this.log.warn({ callingAe, calledAe, remote: this.ctx.info.remoteAddress, refusal }, 'association rejected');
-      this.ctx.opts.handlers.onAssociation?.('reject', this.ctx.info, refusal);
-      if (refusal === 'limit') this.sendAssociationReject(RejectResult.Transient, 3 /* service provider (presentation) */, 2 /* local limit exceeded */);
-      else this.sendAssociationReject(RejectResult.Permanent, RejectSource.ServiceUser, refusal === 'calling-ae' ? RejectReason.CallingAeNotRecognized : RejectReason.CalledAeNotRecognized);
-      return;
-    }
-    // dcmjs-dimse uses one max PDU length for both directions. Where we will send bulk data to the requestor
-    // (C-GET sub-operations) it must not exceed what the requestor can receive; elsewhere we advertise ours.
-    const peerMax = Number(association.getMaxPduLength()) || 16384;
-    const sendsToPeer = association.getPresentationContexts().some((c: any) => QUERY_RETRIEVE[association.getPresentationContext(c.id).getAbstractSyntaxUid()]?.op === 'GET');
-    association.setMaxPduLength(sendsToPeer ? Math.min(peerMax, this.ctx.opts.maxPduLength) : this.ctx.opts.maxPduLength);
-    for (const c of association.getPresentationContexts()) {
-      const context = association.getPresentationContext(c.id);
-      const abstract: string = context.getAbstractSyntaxUid();
-      const proposed: string[] = context.getTransferSyntaxUids();
-      let ts: string | undefined;
-      if (abstract === SopClass.Verification || QUERY_RETRIEVE[abstract]) ts = chooseCommandSyntax(proposed);
-      else if (isStorageSopClass(abstract)) ts = chooseStorageSyntax(proposed);
-      else {
-        context.setResult(PresentationContextResult.RejectAbstractSyntaxNotSupported);
-        continue;
-      }
-      if (ts) context.setResult(PresentationContextResult.Accept, ts);
-      else context.setResult(PresentationContextResult.RejectTransferSyntaxesNotSupported);
-    }
-    this.log.info({ assoc: this.ctx.info.id, callingAe, calledAe, remote: this.ctx.info.remoteAddress }, 'association accepted');
-    this.sendAssociationAccept();
-  }
-
-  override associationReleaseRequested(): void {
-    this.sendAssociationReleaseResponse();
-  }
-
-  override abort(): void {
-    this.ctx.opts.handlers.onAssociation?.('abort', this.ctx.info, 'peer abort');
-  }
-
-  override cEchoRequest(request: any, callback: (r: any) => void): void {
-    const response = CEchoResponse.fromRequest(request);
-    response.setStatus(Status.Success);
-    callback(response);
-  }
-
-  override createStoreWritableStream(context: any, request: any): Writable {
+  private openStore(contextId: number, command: Command): Writable {
     const req = {
-      sopClassUid: String(request.getAffectedSopClassUid()),
-      sopInstanceUid: String(request.getAffectedSopInstanceUid()),
-      transferSyntaxUid: String(context.getAcceptedTransferSyntaxUid()),
+      sopClassUid: command.affectedSopClassUid ?? '',
+      sopInstanceUid: command.affectedSopInstanceUid ?? '',
+      transferSyntaxUid: this.assoc.accepted.get(contextId)!.transferSyntax,
     };
-    const sink = this.ctx.opts.handlers.openStore(this.ctx.info, req);
-    const w = sink.writable;
-    w.write(fileMetaHeader({ ...req, sourceAeTitle: this.ctx.info.callingAe }));
+    const sink = this.opts.handlers.openStore(this.info, req);
     let bytes = 0;
-    // Backpressure: dcmjs-dimse does not wait for the writable, so pause the socket while the disk catches up.
-    const socket = this.socketRef;
+    const w = sink.writable;
+    w.write(fileMetaHeader({ ...req, sourceAeTitle: this.info.callingAe }));
     const original = w.write.bind(w) as (chunk: Buffer) => boolean;
-    (w as any).write = (chunk: Buffer) => {
+    (w as unknown as { write: (c: Buffer) => boolean }).write = (chunk: Buffer) => {
       bytes += chunk.length;
-      if (!original(chunk) && !socket.isPaused()) {
-        socket.pause();
-        w.once('drain', () => socket.resume());
-      }
-      return true;
+      return original(chunk);
     };
-    w.on('error', () => undefined); // reported through commit()
-    this.sinks.set(request, { sink, bytes: () => bytes, started: Date.now() });
+    this.stores.set(command, { sink, started: Date.now(), bytes: () => bytes });
     return w;
   }
 
-  override createDatasetFromStoreWritableStream(_writable: Writable, context: any, callback: (ds: any) => void): void {
-    // The data set stays on disk; the C-STORE handler only needs the command. An empty Dataset avoids parsing.
-    callback(new Dataset({}, context.getAcceptedTransferSyntaxUid()));
-  }
-
-  override cStoreRequest(request: any, callback: (r: any) => void): void {
-    const entry = this.sinks.get(request);
-    this.sinks.delete(request);
-    const response = CStoreResponse.fromRequest(request);
-    if (!entry) {
-      response.setStatus(Status.ProcessingFailure);
-      response.setErrorComment('no data set received');
-      callback(response);
-      return;
+  private dispatch(msg: DimseMessage): void {
+    const c = msg.command;
+    const respondFailure = (field: number, status: number, comment: string) =>
+      this.ep.respond(msg, { commandField: field, affectedSopClassUid: c.affectedSopClassUid, status, errorComment: comment, commandDataSetType: 0x0101 }).catch(() => undefined);
+    switch (c.commandField) {
+      case CommandField.CEchoRq:
+        void this.ep.respond(msg, { commandField: CommandField.CEchoRsp, affectedSopClassUid: c.affectedSopClassUid, status: Status.Success, commandDataSetType: 0x0101 }).catch(() => undefined);
+        return;
+      case CommandField.CStoreRq:
+        return void this.store(msg);
+      case CommandField.CFindRq:
+        return void this.find(msg).catch((e: Error) => respondFailure(CommandField.CFindRsp, Status.ProcessingFailure, e.message));
+      case CommandField.CMoveRq:
+        return void this.retrieve(msg, 'MOVE').catch((e: Error) => respondFailure(CommandField.CMoveRsp, Status.ProcessingFailure, e.message));
+      case CommandField.CGetRq:
+        return void this.retrieve(msg, 'GET').catch((e: Error) => respondFailure(CommandField.CGetRsp, Status.ProcessingFailure, e.message));
+      case CommandField.CCancelRq:
+        if (c.messageIdBeingRespondedTo !== undefined) this.cancelled.add(c.messageIdBeingRespondedTo);
+        return;
+      default:
+        this.log.warn({ commandField: c.commandField }, 'unsupported DIMSE command');
+        void respondFailure(c.commandField | 0x8000, 0x0211 /* unrecognised operation */, 'unsupported operation');
     }
-    entry.sink.commit().then(
-      ({ status, comment }) => {
-        response.setStatus(status);
-        if (comment) response.setErrorComment(comment.slice(0, 64));
-        this.ctx.opts.handlers.onStored?.(this.ctx.info, status, entry.bytes(), Date.now() - entry.started);
-        callback(response);
-      },
-      (e: Error) => {
-        this.log.error({ err: e }, 'C-STORE commit failed');
-        response.setStatus(Status.ProcessingFailure);
-        response.setErrorComment(e.message.slice(0, 64));
-        callback(response);
-      },
-    );
   }
 
-  private query(request: any, model: 'PATIENT' | 'STUDY'): DimseQuery {
-    const identifier = identifierToJson(request.getDataset()?.getElements() ?? {});
+  private async store(msg: DimseMessage): Promise<void> {
+    const c = msg.command;
+    const entry = this.stores.get(c);
+    this.stores.delete(c);
+    let status: number = Status.ProcessingFailure;
+    let comment: string | undefined = 'no data set received';
+    if (entry) {
+      try {
+        ({ status, comment } = await entry.sink.commit());
+        this.opts.handlers.onStored?.(this.info, status, entry.bytes(), Date.now() - entry.started);
+      } catch (e) {
+        this.log.error({ err: e }, 'C-STORE commit failed');
+        status = Status.ProcessingFailure;
+        comment = (e as Error).message;
+      }
+    }
+    await this.ep
+      .respond(msg, { commandField: CommandField.CStoreRsp, affectedSopClassUid: c.affectedSopClassUid, affectedSopInstanceUid: c.affectedSopInstanceUid, status, errorComment: status === Status.Success ? undefined : comment, commandDataSetType: 0x0101 })
+      .catch(() => undefined);
+  }
+
+  private query(msg: DimseMessage, model: 'PATIENT' | 'STUDY'): DimseQuery {
+    const ts = this.assoc.accepted.get(msg.contextId)!.transferSyntax;
+    let identifier: DicomJson;
+    try {
+      identifier = decodeDataset(msg.dataset ?? Buffer.alloc(0), ts);
+    } catch (e) {
+      throw new QueryIdentifierError(`identifier cannot be decoded: ${(e as Error).message}`);
+    }
     return { model, level: levelOf(identifier), identifier };
   }
 
-  override cFindRequest(request: any, callback: (r: any[]) => void): void {
-    const qr = QUERY_RETRIEVE[String(request.getAffectedSopClassUid())];
-    const fail = (status: number, comment: string) => {
-      const r = CFindResponse.fromRequest(request);
-      r.setStatus(status);
-      r.setErrorComment(comment.slice(0, 64));
-      callback([r]);
+  private async find(msg: DimseMessage): Promise<void> {
+    const c = msg.command;
+    const qr = QUERY_RETRIEVE[c.affectedSopClassUid ?? ''];
+    const final = (status: number, comment?: string) => this.ep.respond(msg, { commandField: CommandField.CFindRsp, affectedSopClassUid: c.affectedSopClassUid, status, errorComment: comment, commandDataSetType: 0x0101 });
+    if (!qr || qr.op !== 'FIND') return final(Status.SopClassNotSupported, 'unsupported C-FIND information model');
+    let q: DimseQuery;
+    try {
+      q = this.query(msg, qr.model);
+    } catch (e) {
+      return final(Status.IdentifierDoesNotMatch, (e as Error).message);
+    }
+    let matches: DicomJson[];
+    try {
+      matches = await this.opts.handlers.find(this.info, q);
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'C-FIND failed');
+      return final((e as Error).name === 'QueryError' ? Status.IdentifierDoesNotMatch : Status.ProcessingFailure, (e as Error).message);
+    }
+    const ts = this.assoc.accepted.get(msg.contextId)!.transferSyntax;
+    for (const m of matches) {
+      if (this.cancelled.delete(c.messageId ?? -1)) return final(Status.Cancel);
+      await this.ep.respond(msg, { commandField: CommandField.CFindRsp, affectedSopClassUid: c.affectedSopClassUid, status: Status.Pending, commandDataSetType: 0x0000 }, encodeDataset(selectReturnKeys(m, q.identifier, q.level), ts));
+    }
+    await final(Status.Success);
+  }
+
+  private async retrieve(msg: DimseMessage, op: 'MOVE' | 'GET'): Promise<void> {
+    const c = msg.command;
+    const field = op === 'MOVE' ? CommandField.CMoveRsp : CommandField.CGetRsp;
+    const qr = QUERY_RETRIEVE[c.affectedSopClassUid ?? ''];
+    const send = (status: number, counts?: Counts, comment?: string) =>
+      this.ep
+        .respond(msg, {
+          commandField: field,
+          affectedSopClassUid: c.affectedSopClassUid,
+          status,
+          errorComment: comment,
+          commandDataSetType: 0x0101,
+          ...(counts ? { remaining: status === Status.Pending ? counts.remaining : undefined, completed: counts.completed, failed: counts.failed, warning: counts.warning } : {}),
+        })
+        .catch(() => undefined);
+    if (!qr || qr.op !== op) return send(Status.SopClassNotSupported, undefined, `unsupported C-${op} information model`);
+    let destination: RemoteAe | undefined;
+    if (op === 'MOVE') {
+      destination = this.opts.handlers.resolveAe(c.moveDestination ?? '');
+      if (!destination) return send(Status.MoveDestinationUnknown, undefined, `unknown move destination ${c.moveDestination ?? ''}`);
+    }
+    let q: DimseQuery;
+    try {
+      q = this.query(msg, qr.model);
+    } catch (e) {
+      return send(Status.IdentifierDoesNotMatch, undefined, (e as Error).message);
+    }
+    const items = await this.opts.handlers.retrieve(this.info, q);
+    const counts: Counts = { remaining: items.length, completed: 0, failed: 0, warning: 0 };
+    if (items.length === 0) return send(Status.Success, counts);
+    let lastPending = 0;
+    const isCancelled = () => this.cancelled.has(c.messageId ?? -1);
+    const onProgress = (p: { completed: number; failed: number; warning: number }) => {
+      Object.assign(counts, p, { remaining: items.length - p.completed - p.failed - p.warning });
+      // Pending responses at most every 250 ms: enough for progress bars, cheap for big studies.
+      if (Date.now() - lastPending > 250 && counts.remaining > 0) {
+        lastPending = Date.now();
+        void send(Status.Pending, counts);
+      }
     };
-    if (!qr || qr.op !== 'FIND') return fail(Status.SopClassNotSupported, 'unsupported C-FIND information model');
-    let q: DimseQuery;
-    try {
-      q = this.query(request, qr.model);
-    } catch (e) {
-      return fail(0xa900, (e as Error).message);
+    let result: { completed: number; failed: number; warning: number; error?: string };
+    if (op === 'MOVE') {
+      result = await storeInstances(destination!, this.opts.aeTitle, items, { moveOriginator: { aeTitle: this.info.callingAe, messageId: c.messageId ?? 0 }, onProgress, isCancelled });
+    } else {
+      // C-GET: sub-operations on this same association (PS3.4 C.4.3), in the contexts the requestor proposed.
+      const withInfo = [];
+      for (const i of items) withInfo.push({ ...i, info: await readPart10Info(i.path) });
+      result = await storeOver(this.ep, withInfo, { onProgress, isCancelled });
     }
-    this.ctx.opts.handlers.find(this.ctx.info, q).then(
-      (matches) => {
-        const responses = matches.map((m) => {
-          const r = CFindResponse.fromRequest(request);
-          r.setDataset(jsonToDataset(selectReturnKeys(m, q.identifier, q.level)));
-          r.setStatus(Status.Pending);
-          return r;
-        });
-        const done = CFindResponse.fromRequest(request);
-        done.setStatus(Status.Success);
-        callback([...responses, done]);
-      },
-      (e: Error) => {
-        this.log.warn({ err: e.message }, 'C-FIND failed');
-        fail(e.name === 'QueryError' ? 0xa900 : Status.ProcessingFailure, e.message);
-      },
-    );
-  }
-
-  /**
-   * dcmjs-dimse's response callback may be called only once, so pending responses go through sendResponse
-   * and the callback carries the final one.
-   */
-  private responder(request: any, callback: (r: any) => void, make: (req: any) => any) {
-    let finished = false;
-    return (status: number, counts?: { remaining: number; completed: number; failed: number; warning: number }, comment?: string) => {
-      if (finished) return;
-      const r = make(request);
-      r.setStatus(status);
-      if (counts) {
-        if (status === Status.Pending) r.setRemaining(counts.remaining);
-        r.setCompleted(counts.completed);
-        r.setFailures(counts.failed);
-        r.setWarnings(counts.warning);
-      }
-      if (comment) r.setErrorComment(comment.slice(0, 64));
-      try {
-        if (status === Status.Pending) this.sendResponse(request, r);
-        else {
-          finished = true;
-          callback(r);
-        }
-      } catch (e) {
-        this.log.warn({ err: (e as Error).message }, 'could not send response');
-      }
-    };
-  }
-
-  override cMoveRequest(request: any, callback: (r: any) => void): void {
-    const qr = QUERY_RETRIEVE[String(request.getAffectedSopClassUid())];
-    const send = this.responder(request, callback, (q) => CMoveResponse.fromRequest(q));
-    if (!qr || qr.op !== 'MOVE') return send(Status.SopClassNotSupported, undefined, 'unsupported C-MOVE information model');
-    const destinationAe = String(request.getCommandDataset().getElement('MoveDestination') ?? '').trim();
-    const destination = this.ctx.opts.handlers.resolveAe(destinationAe);
-    if (!destination) return send(Status.MoveDestinationUnknown, undefined, `unknown move destination ${destinationAe}`);
-    let q: DimseQuery;
-    try {
-      q = this.query(request, qr.model);
-    } catch (e) {
-      return send(0xa900, undefined, (e as Error).message);
-    }
-    void (async () => {
-      const items = await this.ctx.opts.handlers.retrieve(this.ctx.info, q);
-      const counts = { remaining: items.length, completed: 0, failed: 0, warning: 0 };
-      if (items.length === 0) return send(Status.Success, counts);
-      let lastPending = 0;
-      const result = await storeInstances(destination, this.ctx.opts.aeTitle, items, {
-        maxPduLength: this.ctx.opts.maxPduLength,
-        moveOriginator: { aeTitle: this.ctx.info.callingAe, messageId: request.getMessageId() },
-        onProgress: (p) => {
-          counts.remaining = items.length - p.completed - p.failed - p.warning;
-          counts.completed = p.completed;
-          counts.failed = p.failed;
-          counts.warning = p.warning;
-          // Pending responses at most every 250 ms: enough for progress bars, cheap for big studies.
-          if (Date.now() - lastPending > 250 && counts.remaining > 0) {
-            lastPending = Date.now();
-            send(Status.Pending, counts);
-          }
-        },
-      });
-      counts.remaining = 0;
-      counts.completed = result.completed;
-      counts.failed = result.failed;
-      counts.warning = result.warning;
-      if (result.error && result.completed === 0) return send(0xa702, counts, result.error);
-      send(counts.failed > 0 || counts.warning > 0 ? 0xb000 : Status.Success, counts, result.error);
-    })().catch((e: Error) => {
-      this.log.error({ err: e }, 'C-MOVE failed');
-      send(Status.ProcessingFailure, undefined, e.message);
-    });
-  }
-
-  override cGetRequest(request: any, callback: (r: any) => void): void {
-    const qr = QUERY_RETRIEVE[String(request.getAffectedSopClassUid())];
-    const send = this.responder(request, callback, (q) => CGetResponse.fromRequest(q));
-    if (!qr || qr.op !== 'GET') return send(Status.SopClassNotSupported, undefined, 'unsupported C-GET information model');
-    let q: DimseQuery;
-    try {
-      q = this.query(request, qr.model);
-    } catch (e) {
-      return send(0xa900, undefined, (e as Error).message);
-    }
-    void (async () => {
-      const items = await this.ctx.opts.handlers.retrieve(this.ctx.info, q);
-      const counts = { remaining: items.length, completed: 0, failed: 0, warning: 0 };
-      // C-STORE sub-operations travel on this same association, one at a time (PS3.4 C.4.3).
-      for (const item of items) {
-        const sub = new CStoreRequest(item.path);
-        const status = await new Promise<number>((resolve) => {
-          sub.on('response', (r: any) => resolve(r.getStatus()));
-          try {
-            this.sendRequests(sub);
-          } catch {
-            resolve(Status.ProcessingFailure);
-          }
-          // No accepted context for this SOP class: dcmjs-dimse skips the request without a response.
-          if (!(this as any).association?.getAcceptedPresentationContextFromRequest(sub)) resolve(0xa702);
-        });
-        counts.remaining--;
-        if (status === Status.Success) counts.completed++;
-        else if ((status & 0xf000) === 0xb000) counts.warning++;
-        else counts.failed++;
-        if (counts.remaining > 0) send(Status.Pending, counts);
-      }
-      send(counts.failed > 0 || counts.warning > 0 ? (counts.completed === 0 && counts.warning === 0 ? 0xa702 : 0xb000) : Status.Success, counts);
-    })().catch((e: Error) => {
-      this.log.error({ err: e }, 'C-GET failed');
-      send(Status.ProcessingFailure, undefined, e.message);
-    });
+    if (this.cancelled.delete(c.messageId ?? -1)) return send(Status.Cancel, { ...counts, ...result, remaining: items.length - result.completed - result.failed - result.warning });
+    const final = { remaining: 0, completed: result.completed, failed: result.failed, warning: result.warning };
+    if (result.completed === 0 && result.warning === 0 && result.failed > 0) return send(Status.SubOperationsFailed, final, result.error);
+    await send(result.failed > 0 || result.warning > 0 ? Status.Warning : Status.Success, final, result.error);
   }
 }

@@ -150,8 +150,7 @@ for (const database of databases) describe(`DICOMweb (QIDO-RS, WADO-RS, STOW-RS)
     const cut = await fetch(`${base}/studies`, { method: 'POST', headers: { 'content-type': whole.type }, body: new Uint8Array(whole.body.subarray(0, whole.body.length - 300)) });
     assert.equal(cut.status, 400);
     assert.equal(await node.index.hasInstance(fresh.sopUids[0]!), false);
-    const { readdirSync } = await import('node:fs');
-    assert.equal(readdirSync(path.join(node.config.dataDir, 'tmp')).length, 0);
+    assert.deepEqual(await node.blobs.pendingTempFiles(), []);
   });
 
   test('health and metrics', async () => {

@@ -4,8 +4,6 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
-import path from 'node:path';
 import { RawAssociation, associateRq, cStoreCommand, pdata, responseStatus } from '../../test/harness/raw-dicom.js';
 import { startTestNode } from '../../test/harness/node.js';
 import { echo } from '../dicom/scu.js';
@@ -22,7 +20,7 @@ describe('DIMSE robustness', () => {
     return a;
   };
   const stillServing = async () => echo({ aeTitle: 'OPENDRIM', host: '127.0.0.1', port: node.dicomPort }, 'RAWSCU');
-  const tmpFiles = () => readdirSync(path.join(node.config.dataDir, 'tmp')).length;
+  const tmpFiles = async () => (await node.blobs.pendingTempFiles()).length;
 
   before(async () => {
     node = await startTestNode({ dicom: { acceptUnknownCallingAe: true, checkCalledAe: true, maxPduLength: 65536, maxAssociations: 8, idleTimeoutMs: 3000, maxFindResults: 100 } });
@@ -36,7 +34,7 @@ describe('DIMSE robustness', () => {
     await new Promise((r) => setTimeout(r, 100));
     a.destroy();
     await new Promise((r) => setTimeout(r, 300));
-    assert.equal(tmpFiles(), 0);
+    assert.equal(await tmpFiles(), 0);
     assert.equal(await node.index.hasInstance('1.2.3.4.5.6.7'), false);
     await stillServing();
   });
@@ -50,7 +48,7 @@ describe('DIMSE robustness', () => {
     assert.equal(responseStatus(a.data), 0xc000);
     a.destroy();
     assert.equal(await node.index.hasInstance('1.2.3.4.5.6.8'), false);
-    assert.equal(tmpFiles(), 0);
+    assert.equal(await tmpFiles(), 0);
   });
 
   test('a P-DATA PDU larger than the negotiated maximum is aborted before it is buffered', async () => {

@@ -85,6 +85,7 @@ export class OpenDrimNode {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close()]);
+    await this.blobs?.close();
     await this.database?.close();
     this.log.info('OpenDRIM node stopped');
   }

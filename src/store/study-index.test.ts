@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createReadStream, mkdtempSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -27,6 +27,7 @@ for (const target of dbs) {
     let database: Database;
     let index: StudyIndex;
     let ingestor: Ingestor;
+    let blobs: FsBlobStore;
     let ct: GeneratedStudy;
     let mr: GeneratedStudy;
 
@@ -36,12 +37,14 @@ for (const target of dbs) {
       await migrateToLatest(database.db, database.dialect);
       await migrateToLatest(database.db, database.dialect); // idempotent
       index = new StudyIndex(database.db, database.dialect);
-      ingestor = new Ingestor(new FsBlobStore(dir), index, { duplicates: 'keep', maxInstanceBytes: 10 * 1024 * 1024, log: createLogger('silent') });
+      blobs = new FsBlobStore(dir);
+      ingestor = new Ingestor(blobs, index, { duplicates: 'keep', maxInstanceBytes: 10 * 1024 * 1024, log: createLogger('silent') });
       ct = generateStudy({ out: path.join(dir, 'ct'), modality: 'CT', series: 2, slices: 3, rows: 64, patientName: 'Dupont^Hélène', patientId: 'P1', studyDate: '20240110', accession: 'ACC1', ins: '279035121518989' });
       mr = generateStudy({ out: path.join(dir, 'mr'), modality: 'MR', series: 1, slices: 2, rows: 64, patientName: "D'ARC^JEANNE", patientId: 'P2', studyDate: '20250301', accession: 'ACC_2%' });
       for (const f of [...ct.files, ...mr.files]) assert.equal((await ingestFile(ingestor, f)).outcome, 'stored');
     });
     after(async () => {
+      await blobs.close();
       await database.close();
       await target.drop();
       rmSync(dir, { recursive: true, force: true });
@@ -117,7 +120,7 @@ for (const target of dbs) {
       const junk = path.join(dir, 'junk.dcm');
       writeFileSync(junk, Buffer.alloc(2000, 7));
       await assert.rejects(ingestFile(ingestor, junk), (e: unknown) => e instanceof IngestError && e.kind === 'not-dicom');
-      assert.equal(readdirSync(path.join(dir, 'tmp')).length, 0);
+      assert.deepEqual(await blobs.pendingTempFiles(), []);
       assert.equal((await index.counts()).instances, 8);
     });
 

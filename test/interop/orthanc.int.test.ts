@@ -80,11 +80,16 @@ describe('Orthanc interoperability', { skip }, () => {
   test('OpenDRIM retrieves from Orthanc by C-GET', async () => {
     await uploadToOrthanc(studies.get!);
     let received = 0;
-    const r = await get(orthancPeer, 'OPENDRIM', 'STUDY', { StudyInstanceUID: studies.get!.studyUid }, ['1.2.840.10008.5.1.4.1.1.4'], async (bytes) => {
+    const r = await get(orthancPeer, 'OPENDRIM', 'STUDY', { StudyInstanceUID: studies.get!.studyUid }, ['1.2.840.10008.5.1.4.1.1.4'], (info) => {
       const w = node.ingestor.begin();
-      w.end(bytes);
-      await node.ingestor.commit(w);
-      received++;
+      return {
+        writable: w,
+        commit: async () => {
+          await node.ingestor.commit(w, { sopInstanceUid: info.sopInstanceUid });
+          received++;
+        },
+        abort: () => w.discard(),
+      };
     });
     assert.equal(r.status, 0, JSON.stringify(r));
     assert.equal(received, 10);
