@@ -49,6 +49,11 @@ test('unreadable or malformed files are reported, not thrown raw', () => {
   assert.throws(() => loadConfig({ file, env: {} }), /not valid YAML/);
 });
 
+test('anonymous networks must be addresses or CIDR blocks', () => {
+  assert.deepEqual(loadConfig({ env: { OPENDRIM_DICOMWEB_ANONYMOUS_FROM: '127.0.0.0/8, 10.1.2.3' } }).dicomweb.anonymousFrom, ['127.0.0.0/8', '10.1.2.3']);
+  assert.throws(() => loadConfig({ env: { OPENDRIM_DICOMWEB_ANONYMOUS_FROM: 'everyone' } }), /anonymousFrom/);
+});
+
 test('compact peer list', () => {
   assert.deepEqual(parsePeerList('PACS@127.0.0.1:4242, MOD@10.0.0.2:104'), [
     { aeTitle: 'PACS', host: '127.0.0.1', port: 4242 },

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -67,9 +68,14 @@ export const ConfigSchema = z
       .object({
         maxQidoResults: z.number().int().positive().default(1000),
         maxStowBytes: z.number().int().positive().default(8 * 1024 ** 3),
+        /**
+         * Networks (CIDR) allowed to use DICOMweb without authentication. Until user authentication lands, the
+         * default keeps patient data on the machine itself; widen it only behind a reverse proxy that authenticates.
+         */
+        anonymousFrom: z.array(z.string()).default(['127.0.0.0/8', '::1/128']),
       })
       .strict()
-      .default({ maxQidoResults: 1000, maxStowBytes: 8 * 1024 ** 3 }),
+      .default({ maxQidoResults: 1000, maxStowBytes: 8 * 1024 ** 3, anonymousFrom: ['127.0.0.0/8', '::1/128'] }),
     peers: z.array(PeerSchema).default([]),
   })
   .strict();
@@ -82,7 +88,7 @@ export class ConfigError extends Error {
 }
 
 /** Environment variables that override the file, and the key each one sets. */
-const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 'peers' }> = {
+const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 'peers' | 'list' }> = {
   OPENDRIM_AE_TITLE: { key: 'aeTitle', kind: 'string' },
   OPENDRIM_BIND: { key: 'bind', kind: 'string' },
   OPENDRIM_HTTP_PORT: { key: 'httpPort', kind: 'int' },
@@ -92,6 +98,7 @@ const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 
   OPENDRIM_LOG_LEVEL: { key: 'logLevel', kind: 'string' },
   OPENDRIM_ACCEPT_UNKNOWN_AE: { key: 'dicom.acceptUnknownCallingAe', kind: 'bool' },
   OPENDRIM_FSYNC: { key: 'storage.fsync', kind: 'bool' },
+  OPENDRIM_DICOMWEB_ANONYMOUS_FROM: { key: 'dicomweb.anonymousFrom', kind: 'list' },
   OPENDRIM_PEERS: { key: 'peers', kind: 'peers' },
   DATABASE_URL: { key: 'databaseUrl', kind: 'string' },
 };
@@ -131,6 +138,8 @@ function envValue(name: string, raw: string, kind: string): unknown {
       return /^(true|1|yes)$/i.test(raw.trim());
     case 'peers':
       return parsePeerList(raw);
+    case 'list':
+      return raw.split(',').map((x) => x.trim()).filter(Boolean);
     default:
       return raw;
   }
@@ -172,10 +181,32 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   }
   const cfg = result.data;
   cfg.dataDir = path.resolve(cfg.dataDir);
+  const net = new BlockList();
+  for (const cidr of cfg.dicomweb.anonymousFrom) {
+    try {
+      addCidr(net, cidr);
+    } catch {
+      throw new ConfigError(`invalid configuration: dicomweb.anonymousFrom: "${cidr}" is not an address or CIDR block`);
+    }
+  }
   const seen = new Set<string>();
   for (const p of cfg.peers) {
     if (seen.has(p.aeTitle)) throw new ConfigError(`invalid configuration: peers: AE title ${p.aeTitle} is listed twice`);
     seen.add(p.aeTitle);
   }
   return cfg;
+}
+
+/** Adds "10.0.0.0/8", "::1/128" or a bare address to a BlockList. */
+export function addCidr(list: BlockList, cidr: string): void {
+  const [addr, bits] = cidr.split('/');
+  const family = isIP(addr ?? '');
+  if (!family) throw new Error(`not an IP address: ${cidr}`);
+  const type = family === 6 ? 'ipv6' : 'ipv4';
+  if (bits === undefined) list.addAddress(addr!, type);
+  else {
+    const n = Number(bits);
+    if (!Number.isInteger(n) || n < 0 || n > (family === 6 ? 128 : 32)) throw new Error(`bad prefix length in ${cidr}`);
+    list.addSubnet(addr!, n, type);
+  }
 }

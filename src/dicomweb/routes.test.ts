@@ -153,6 +153,18 @@ for (const database of databases) describe(`DICOMweb (QIDO-RS, WADO-RS, STOW-RS)
     assert.deepEqual(await node.blobs.pendingTempFiles(), []);
   });
 
+  test('anonymous access is refused from networks outside dicomweb.anonymousFrom', async () => {
+    const closed = await startTestNode({ dicomweb: { maxQidoResults: 10, maxStowBytes: 1024, anonymousFrom: ['10.9.9.9/32'] } });
+    try {
+      const r = await fetch(`http://127.0.0.1:${closed.httpPort}/dicom-web/studies`);
+      assert.equal(r.status, 401);
+      assert.match(((await r.json()) as any).error, /anonymousFrom/);
+      assert.equal((await fetch(`http://127.0.0.1:${closed.httpPort}/health`)).status, 200);
+    } finally {
+      await closed.cleanup();
+    }
+  });
+
   test('health and metrics', async () => {
     const h = await fetch(`http://127.0.0.1:${node.httpPort}/health`);
     assert.equal(h.status, 200);

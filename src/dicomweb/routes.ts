@@ -1,6 +1,7 @@
+import { BlockList, isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Config } from '../config/config.js';
+import { addCidr, type Config } from '../config/config.js';
 import type { Logger } from '../common/log.js';
 import type { DicomJson } from '../dicom/part10.js';
 import type { StudyIndex, StoredInstance } from '../store/study-index.js';
@@ -53,6 +54,18 @@ function acceptsDicomMultipart(req: FastifyRequest, partType: string): boolean {
 
 export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): Promise<void> {
   const { config, index, blobs, ingestor, metrics, log } = deps;
+
+  // Secure default until user authentication exists: patient data only to the allowed networks (loopback).
+  const anonymous = new BlockList();
+  for (const cidr of config.dicomweb.anonymousFrom) addCidr(anonymous, cidr);
+  app.addHook('onRequest', async (req, reply) => {
+    const ip = req.socket.remoteAddress ?? '';
+    const mapped = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+    if (!anonymous.check(mapped, isIP(mapped) === 6 ? 'ipv6' : 'ipv4')) {
+      log.warn({ remote: ip, url: req.url }, 'DICOMweb request refused: anonymous access is not allowed from this address');
+      reply.code(401).type('application/json').send({ error: 'authentication required: anonymous DICOMweb access is only allowed from the networks in dicomweb.anonymousFrom' });
+    }
+  });
 
   // STOW bodies are parsed as streams by the handler; fastify must not buffer them.
   app.addContentTypeParser('multipart/related', (_req, payload, done) => done(null, payload));
