@@ -12,6 +12,7 @@ import { migrateToLatest } from './store/migrations.js';
 import { StudyIndex } from './store/study-index.js';
 import { FsBlobStore } from './store/blobs.js';
 import { Ingestor, IngestError } from './store/ingest.js';
+import { AuditTrail } from './audit/audit-trail.js';
 
 const HELP = `opendrim ${VERSION} — an open-source DRIMbox (DICOM, DICOMweb, HL7, IHE XDS-I.b gateway)
 
@@ -24,6 +25,7 @@ Commands:
   move PEER STUDY_UID [DEST]    ask PEER to C-MOVE a study to DEST (default: this node)
   send STUDY_UID PEER           C-STORE a study held by this node to a peer
   import DIR                    import every DICOM file under DIR into this node's store
+  audit verify                  check the audit trail's hash chain (exit 1 if a record was altered or removed)
   config                        print the effective configuration (after file and environment)
 
 Options:
@@ -98,6 +100,18 @@ export async function main(argv: string[]): Promise<number> {
     case 'config':
       console.log(JSON.stringify(config, null, 2));
       return 0;
+    case 'audit': {
+      if (args[0] !== 'verify') throw new ConfigError('usage: opendrim audit verify');
+      const { database } = await openStore(config);
+      try {
+        const r = await new AuditTrail(database.db, database.dialect, createLogger('warn')).verify();
+        if (r.ok) console.log(`audit trail intact: ${r.records} records, last hash ${r.lastHash}`);
+        else console.error(`AUDIT TRAIL BROKEN at record ${r.brokenAt}: ${r.reason} (${r.records - 1} records before it are intact)`);
+        return r.ok ? 0 : 1;
+      } finally {
+        await database.close();
+      }
+    }
     case 'echo': {
       if (!args[0]) throw new ConfigError('usage: opendrim echo PEER');
       const peer = resolvePeer(config, args[0]);

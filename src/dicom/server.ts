@@ -54,6 +54,8 @@ export interface DimseHandlers {
   resolveAe(aeTitle: string): RemoteAe | undefined;
   onAssociation?(event: 'open' | 'close' | 'reject' | 'abort', a: AssociationInfo, detail?: string): void;
   onStored?(a: AssociationInfo, status: number, bytes: number, ms: number): void;
+  /** A C-MOVE or C-GET finished (or was cancelled); `items` is the array `retrieve` returned. */
+  onRetrieved?(a: AssociationInfo, op: 'MOVE' | 'GET', items: OutboundInstance[], result: { completed: number; failed: number; warning: number; cancelled: boolean }, destination?: string): void;
 }
 
 export interface DicomServerOptions {
@@ -381,7 +383,9 @@ class ScpSession {
       for (const i of items) withInfo.push({ ...i, info: await readPart10Info(i.path) });
       result = await storeOver(this.ep, withInfo, { onProgress, isCancelled });
     }
-    if (this.cancelled.delete(c.messageId ?? -1)) return send(Status.Cancel, { ...counts, ...result, remaining: items.length - result.completed - result.failed - result.warning });
+    const cancelled = this.cancelled.delete(c.messageId ?? -1);
+    this.opts.handlers.onRetrieved?.(this.info, op, items, { completed: result.completed, failed: result.failed, warning: result.warning, cancelled }, destination?.aeTitle);
+    if (cancelled) return send(Status.Cancel, { ...counts, ...result, remaining: items.length - result.completed - result.failed - result.warning });
     const final = { remaining: 0, completed: result.completed, failed: result.failed, warning: result.warning };
     if (result.completed === 0 && result.warning === 0 && result.failed > 0) return send(Status.SubOperationsFailed, final, result.error);
     await send(result.failed > 0 || result.warning > 0 ? Status.Warning : Status.Success, final, result.error);

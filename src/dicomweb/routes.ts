@@ -1,7 +1,8 @@
-import { BlockList, isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { addCidr, type Config } from '../config/config.js';
+import type { Config } from '../config/config.js';
+import { anonymousNetworkGuard, clientAddress } from '../common/access.js';
+import type { AuditTrail } from '../audit/audit-trail.js';
 import type { Logger } from '../common/log.js';
 import type { DicomJson } from '../dicom/part10.js';
 import type { StudyIndex, StoredInstance } from '../store/study-index.js';
@@ -20,6 +21,7 @@ export interface DicomwebDeps {
   ingestor: Ingestor;
   metrics: Metrics;
   log: Logger;
+  audit?: AuditTrail;
 }
 
 type Params = { study?: string; series?: string; instance?: string; frames?: string; tag?: string };
@@ -53,19 +55,25 @@ function acceptsDicomMultipart(req: FastifyRequest, partType: string): boolean {
 }
 
 export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): Promise<void> {
-  const { config, index, blobs, ingestor, metrics, log } = deps;
+  const { config, index, blobs, ingestor, metrics, log, audit } = deps;
 
   // Secure default until user authentication exists: patient data only to the allowed networks (loopback).
-  const anonymous = new BlockList();
-  for (const cidr of config.dicomweb.anonymousFrom) addCidr(anonymous, cidr);
-  app.addHook('onRequest', async (req, reply) => {
-    const ip = req.socket.remoteAddress ?? '';
-    const mapped = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
-    if (!anonymous.check(mapped, isIP(mapped) === 6 ? 'ipv6' : 'ipv4')) {
-      log.warn({ remote: ip, url: req.url }, 'DICOMweb request refused: anonymous access is not allowed from this address');
-      reply.code(401).type('application/json').send({ error: 'authentication required: anonymous DICOMweb access is only allowed from the networks in dicomweb.anonymousFrom' });
-    }
-  });
+  app.addHook('onRequest', anonymousNetworkGuard(config.dicomweb.anonymousFrom, log, 'DICOMweb'));
+  app.addHook('onResponse', async (req, reply) => auditRequest(req, reply));
+
+  /** One audit record per request that touched patient data: who (client address), what, which study, outcome. */
+  async function auditRequest(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (!audit) return;
+    const params = (req.params ?? {}) as Params;
+    const route = req.routeOptions.url ?? '';
+    const action = req.method === 'POST' ? 'dicomweb.store' : /\/(studies|series|instances)$/.test(route) ? 'dicomweb.search' : 'dicomweb.retrieve';
+    const status = reply.statusCode;
+    const outcome = status < 400 ? 'success' : status === 401 || status === 403 ? 'refused' : 'failure';
+    const extra = (req as FastifyRequest & { auditDetail?: Record<string, unknown> }).auditDetail ?? {};
+    const studyUid = params.study ?? (extra.studyUid as string | undefined);
+    const patientId = studyUid && UID.test(studyUid) ? await index.patientOfStudy(studyUid).catch(() => undefined) : undefined;
+    await audit.record({ actorType: 'http-client', actorId: clientAddress(req), actorAddress: clientAddress(req), action, studyUid, patientId, outcome, detail: { method: req.method, route, status, query: req.query, ...extra } });
+  }
 
   // STOW bodies are parsed as streams by the handler; fastify must not buffer them.
   app.addContentTypeParser('multipart/related', (_req, payload, done) => done(null, payload));
@@ -338,6 +346,7 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
       log.warn({ failed: failed.map((f) => f.message) }, 'STOW-RS: some instances were refused');
     }
     const status = failed.length === 0 ? 200 : stored.length === 0 ? 409 : 202;
+    (req as FastifyRequest & { auditDetail?: Record<string, unknown> }).auditDetail = { studyUid: stored[0]?.studyUid, studies: [...new Set(stored.map((r) => r.studyUid))], stored: stored.length, failed: failed.length };
     reply.code(status).type('application/dicom+json');
     return JSON.stringify(resp);
   };

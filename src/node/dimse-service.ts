@@ -7,6 +7,7 @@ import type { BlobStore } from '../store/blobs.js';
 import { IngestError, type Ingestor } from '../store/ingest.js';
 import type { StudyIndex, StoredInstance } from '../store/study-index.js';
 import type { Metrics } from '../ops/metrics.js';
+import type { AuditTrail } from '../audit/audit-trail.js';
 
 /** C-STORE status for each reason an instance can be refused (PS3.4 B.2.3). */
 const STORE_STATUS: Record<IngestError['kind'], number> = {
@@ -35,8 +36,27 @@ export function matchingKeys(identifier: DicomJson): Map<string, string> {
 }
 
 /** The node's answers to DIMSE requests, over its store and index. */
-export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingestor: Ingestor; blobs: BlobStore; metrics: Metrics; log: Logger }): DimseHandlers {
-  const { config, index, ingestor, blobs, metrics, log } = deps;
+export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingestor: Ingestor; blobs: BlobStore; metrics: Metrics; log: Logger; audit?: AuditTrail }): DimseHandlers {
+  const { config, index, ingestor, blobs, metrics, log, audit } = deps;
+  /** Instances received per association and study, recorded as one audit event each when the association ends. */
+  const received = new Map<number, Map<string, { patientId: string; stored: number; refused: number }>>();
+  const retrieved = new WeakMap<OutboundInstance[], Map<string, { patientId?: string; instances: number }>>();
+  const actor = (a: AssociationInfo) => ({ actorType: 'dicom-ae' as const, actorId: a.callingAe || a.remoteAddress, actorAddress: a.remoteAddress });
+  const flushReceived = (a: AssociationInfo) => {
+    const studies = received.get(a.id);
+    received.delete(a.id);
+    for (const [studyUid, s] of studies ?? []) {
+      void audit?.record({ ...actor(a), action: 'dicom.store', patientId: s.patientId, studyUid: studyUid || undefined, outcome: s.refused ? (s.stored ? 'failure' : 'refused') : 'success', detail: { stored: s.stored, refused: s.refused, association: a.id } });
+    }
+  };
+  const noteReceived = (a: AssociationInfo, studyUid: string, patientId: string, ok: boolean) => {
+    const perAssoc = received.get(a.id) ?? new Map();
+    received.set(a.id, perAssoc);
+    const s = perAssoc.get(studyUid) ?? { patientId, stored: 0, refused: 0 };
+    if (ok) s.stored++;
+    else s.refused++;
+    perAssoc.set(studyUid, s);
+  };
   const known = () => new Map(config.peers.map((p) => [p.aeTitle, p]));
 
   async function instancesFor(q: DimseQuery): Promise<StoredInstance[]> {
@@ -77,12 +97,14 @@ export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingesto
         async commit() {
           try {
             const r = await ingestor.commit(writer, { sopInstanceUid: req.sopInstanceUid, sopClassUid: req.sopClassUid, sourceAe: a.callingAe });
+            noteReceived(a, r.studyUid, r.patientId, true);
             metrics.instancesReceived.inc({ protocol: 'dimse', outcome: r.outcome });
             metrics.bytesReceived.inc({ protocol: 'dimse' }, r.bytes);
             return { status: 0 };
           } catch (e) {
             metrics.instancesReceived.inc({ protocol: 'dimse', outcome: 'refused' });
             metrics.errors.inc({ component: 'dimse-store' });
+            noteReceived(a, '', '', false);
             const ie = e instanceof IngestError ? e : new IngestError(String(e), 'storage');
             log.warn({ callingAe: a.callingAe, sop: req.sopInstanceUid, reason: ie.message }, 'C-STORE refused');
             return { status: STORE_STATUS[ie.kind], comment: ie.message };
@@ -92,15 +114,36 @@ export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingesto
       };
     },
 
-    async find(_a, q) {
-      const { matches, truncated } = await index.find({ level: q.level, keys: matchingKeys(q.identifier), limit: config.dicom.maxFindResults });
-      if (truncated) log.warn({ level: q.level, limit: config.dicom.maxFindResults }, 'C-FIND results truncated at the configured limit');
-      return matches.map((m) => m.attrs);
+    async find(a, q) {
+      const keys = matchingKeys(q.identifier);
+      const criteria = Object.fromEntries([...keys].filter(([, v]) => v !== ''));
+      try {
+        const { matches, truncated } = await index.find({ level: q.level, keys, limit: config.dicom.maxFindResults });
+        if (truncated) log.warn({ level: q.level, limit: config.dicom.maxFindResults }, 'C-FIND results truncated at the configured limit');
+        void audit?.record({ ...actor(a), action: 'dicom.find', patientId: keys.get('00100020') || undefined, studyUid: keys.get('0020000D') || undefined, outcome: 'success', detail: { level: q.level, criteria, matches: matches.length } });
+        return matches.map((m) => m.attrs);
+      } catch (e) {
+        void audit?.record({ ...actor(a), action: 'dicom.find', outcome: 'failure', detail: { level: q.level, criteria, error: (e as Error).message } });
+        throw e;
+      }
     },
 
     async retrieve(_a, q): Promise<OutboundInstance[]> {
       const list = await instancesFor(q);
-      return list.map((i) => ({ sopClassUid: i.sopClassUid, sopInstanceUid: i.sopUid, transferSyntaxUid: i.transferSyntaxUid, path: blobs.localPath(i.blobKey)! }));
+      const items = list.map((i) => ({ sopClassUid: i.sopClassUid, sopInstanceUid: i.sopUid, transferSyntaxUid: i.transferSyntaxUid, path: blobs.localPath(i.blobKey)! }));
+      const studies = new Map<string, { patientId?: string; instances: number }>();
+      for (const i of list) studies.set(i.studyUid, { instances: (studies.get(i.studyUid)?.instances ?? 0) + 1 });
+      for (const [uid, s] of studies) s.patientId = await index.patientOfStudy(uid);
+      retrieved.set(items, studies);
+      return items;
+    },
+
+    onRetrieved(a, op, items, result, destination) {
+      const studies = retrieved.get(items) ?? new Map();
+      const outcome = result.failed === 0 && !result.cancelled ? 'success' : 'failure';
+      for (const [studyUid, s] of studies) {
+        void audit?.record({ ...actor(a), action: op === 'MOVE' ? 'dicom.move' : 'dicom.get', patientId: s.patientId, studyUid, outcome, detail: { destination, instances: s.instances, ...result } });
+      }
     },
 
     resolveAe(aeTitle) {
@@ -112,6 +155,8 @@ export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingesto
       if (event === 'open') metrics.activeAssociations.inc();
       if (event === 'close') metrics.activeAssociations.dec();
       if (event === 'abort' || event === 'reject') log.info({ event, callingAe: a.callingAe, remote: a.remoteAddress, detail }, 'association ' + event);
+      if (event === 'reject') void audit?.record({ ...actor(a), action: 'dicom.associate', outcome: 'refused', detail: { calledAe: a.calledAe, reason: detail } });
+      if (event === 'close' || event === 'abort') flushReceived(a);
     },
 
     onStored(_a, _status, _bytes, ms) {

@@ -11,6 +11,8 @@ import { Metrics } from '../ops/metrics.js';
 import { opsRoutes } from '../ops/routes.js';
 import { dicomwebRoutes } from '../dicomweb/routes.js';
 import { dimseHandlers } from './dimse-service.js';
+import { AuditTrail } from '../audit/audit-trail.js';
+import { auditRoutes } from '../audit/routes.js';
 
 export const VERSION = '0.1.0';
 
@@ -25,6 +27,7 @@ export class OpenDrimNode {
   index!: StudyIndex;
   blobs!: FsBlobStore;
   ingestor!: Ingestor;
+  audit!: AuditTrail;
   dicom!: DicomServer;
   http!: FastifyInstance;
   private shuttingDown = false;
@@ -53,6 +56,7 @@ export class OpenDrimNode {
     this.blobs = new FsBlobStore(config.dataDir, { fsync: config.storage.fsync });
     const swept = await this.blobs.sweepTemp();
     if (swept) log.info({ swept }, 'removed temporary files left by an interrupted receive');
+    this.audit = new AuditTrail(this.database.db, this.database.dialect, log.child({ component: 'audit' }));
     this.ingestor = new Ingestor(this.blobs, this.index, { duplicates: config.storage.duplicates, maxInstanceBytes: config.storage.maxInstanceBytes, log });
 
     this.dicom = new DicomServer({
@@ -62,7 +66,7 @@ export class OpenDrimNode {
       maxPduLength: config.dicom.maxPduLength,
       maxAssociations: config.dicom.maxAssociations,
       idleTimeoutMs: config.dicom.idleTimeoutMs,
-      handlers: dimseHandlers({ config, index: this.index, ingestor: this.ingestor, blobs: this.blobs, metrics, log }),
+      handlers: dimseHandlers({ config, index: this.index, ingestor: this.ingestor, blobs: this.blobs, metrics, log, audit: this.audit }),
       log: log.child({ component: 'dimse' }),
     });
 
@@ -72,7 +76,8 @@ export class OpenDrimNode {
       metrics.httpLatency.observe({ route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     });
     await this.http.register(opsRoutes, { index: this.index, blobs: this.blobs, metrics, isShuttingDown: () => this.shuttingDown, version: VERSION });
-    await this.http.register(dicomwebRoutes, { prefix: '/dicom-web', config, index: this.index, blobs: this.blobs, ingestor: this.ingestor, metrics, log });
+    await this.http.register(dicomwebRoutes, { prefix: '/dicom-web', config, index: this.index, blobs: this.blobs, ingestor: this.ingestor, metrics, log, audit: this.audit });
+    await this.http.register(auditRoutes, { prefix: '/api/audit', audit: this.audit, config, log });
 
     await this.dicom.listen();
     await this.http.listen({ port: config.httpPort, host: config.bind });
@@ -86,6 +91,7 @@ export class OpenDrimNode {
     this.shuttingDown = true;
     await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close()]);
     await this.blobs?.close();
+    await this.audit?.flush();
     await this.database?.close();
     this.log.info('OpenDRIM node stopped');
   }

@@ -58,7 +58,22 @@ export interface InstanceTable {
   received_at: string;
   source_ae: string | null;
 }
+export interface AuditTable {
+  id: Generated<number>;
+  at: string;
+  actor_type: string;
+  actor_id: string;
+  actor_address: string | null;
+  action: string;
+  patient_id: string | null;
+  study_uid: string | null;
+  outcome: string;
+  detail: string;
+  prev_hash: string;
+  hash: string;
+}
 export interface DB {
+  audit_events: AuditTable;
   patients: PatientTable;
   studies: StudyTable;
   series: SeriesTable;

@@ -8,6 +8,7 @@ export type IngestOutcome = 'stored' | 'replaced' | 'duplicate';
 
 export interface IngestResult {
   outcome: IngestOutcome;
+  patientId: string;
   studyUid: string;
   seriesUid: string;
   sopUid: string;
@@ -98,13 +99,13 @@ export class Ingestor {
       const exists = await this.index.hasInstance(sopUid);
       if (exists && this.opts.duplicates === 'keep') {
         await writer.discard();
-        return { outcome: 'duplicate', studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
+        return { outcome: 'duplicate', patientId: str(ds, '00100020'), studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
       }
       const key = FsBlobStore.keyFor(studyUid, sopUid);
       await this.blobs.commit(writer, key);
       const stored = withBulkData(ds, `opendrim-base:/studies/${studyUid}/series/${seriesUid}/instances/${sopUid}`, header.hasPixelData, header.transferSyntaxUid);
       await this.index.upsertInstance({ header: stored, transferSyntaxUid: header.transferSyntaxUid, size: writer.bytes, blobKey: key, sourceAe: expect.sourceAe });
-      const result: IngestResult = { outcome: exists ? 'replaced' : 'stored', studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
+      const result: IngestResult = { outcome: exists ? 'replaced' : 'stored', patientId: str(ds, '00100020'), studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
       for (const l of this.listeners) {
         try {
           l(result, ds);

@@ -82,6 +82,31 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         for (const t of ['instances', 'series', 'studies', 'patients']) await db.schema.dropTable(t).execute();
       },
     },
+    '0002_audit': {
+      async up(db: Kysely<any>) {
+        await db.schema
+          .createTable('audit_events')
+          .addColumn('id', pk, (c) => (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('actor_type', 'text', (c) => c.notNull())
+          .addColumn('actor_id', 'text', (c) => c.notNull())
+          .addColumn('actor_address', 'text')
+          .addColumn('action', 'text', (c) => c.notNull())
+          .addColumn('patient_id', 'text')
+          .addColumn('study_uid', 'text')
+          .addColumn('outcome', 'text', (c) => c.notNull())
+          .addColumn('detail', 'text', (c) => c.notNull())
+          .addColumn('prev_hash', 'text', (c) => c.notNull())
+          .addColumn('hash', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('audit_at').on('audit_events').column('at').execute();
+        await db.schema.createIndex('audit_patient').on('audit_events').column('patient_id').execute();
+        await db.schema.createIndex('audit_actor').on('audit_events').column('actor_id').execute();
+      },
+      async down(db: Kysely<any>) {
+        await db.schema.dropTable('audit_events').execute();
+      },
+    },
   };
 }
 

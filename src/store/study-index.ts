@@ -248,6 +248,12 @@ export class StudyIndex {
     }
   }
 
+  /** Patient ID of a study, for audit records. */
+  async patientOfStudy(studyUid: string): Promise<string | undefined> {
+    const row = await this.db.selectFrom('studies').innerJoin('patients', 'patients.id', 'studies.patient_pk').select('patients.patient_id').where('studies.study_uid', '=', studyUid).executeTakeFirst();
+    return row?.patient_id;
+  }
+
   async counts(): Promise<{ patients: number; studies: number; series: number; instances: number; bytes: number }> {
     const one = async (t: 'patients' | 'studies' | 'series' | 'instances') =>
       Number((await this.db.selectFrom(t).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);

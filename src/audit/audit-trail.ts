@@ -1,0 +1,164 @@
+import { createHash } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import type { DB, Dialect } from '../store/db.js';
+import type { Logger } from '../common/log.js';
+
+export type ActorType = 'dicom-ae' | 'http-client' | 'practitioner' | 'patient' | 'drimbox' | 'system';
+export type Outcome = 'success' | 'failure' | 'refused';
+
+export interface AuditEvent {
+  actorType: ActorType;
+  /** AE title, RPPS number, patient identifier, DRIMbox domain, or the client address when nothing better is known. */
+  actorId: string;
+  actorAddress?: string;
+  /** What was done, e.g. dicom.store, dicom.find, dicomweb.retrieve. */
+  action: string;
+  patientId?: string;
+  studyUid?: string;
+  outcome: Outcome;
+  detail?: Record<string, unknown>;
+}
+
+export interface AuditRecord extends Required<Omit<AuditEvent, 'detail' | 'actorAddress' | 'patientId' | 'studyUid'>> {
+  id: number;
+  at: string;
+  actorAddress: string | null;
+  patientId: string | null;
+  studyUid: string | null;
+  detail: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
+}
+
+export const GENESIS = '0'.repeat(64);
+
+/** The hash of a record: SHA-256 over the previous hash and the record's fields in a fixed order. */
+export function recordHash(prevHash: string, r: { id: number; at: string; actorType: string; actorId: string; actorAddress: string | null; action: string; patientId: string | null; studyUid: string | null; outcome: string; detail: string }): string {
+  const canonical = JSON.stringify([r.id, r.at, r.actorType, r.actorId, r.actorAddress, r.action, r.patientId, r.studyUid, r.outcome, r.detail]);
+  return createHash('sha256').update(prevHash).update('\n').update(canonical).digest('hex');
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  records: number;
+  lastHash: string;
+  /** The first record that does not chain: edited, inserted, or following deleted records. */
+  brokenAt?: number;
+  reason?: string;
+}
+
+/**
+ * Append-only, tamper-evident audit trail (IHE ATNA in spirit): each record carries the hash of the one before,
+ * so editing or deleting any record breaks the chain from there on, which `verify` reports. Appends are
+ * serialised (in process, and across nodes sharing PostgreSQL with an advisory lock).
+ */
+export class AuditTrail {
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly db: Kysely<DB>,
+    private readonly dialect: Dialect,
+    private readonly log: Logger,
+  ) {}
+
+  /** Records an event. Never throws: a failure to audit is logged loudly and counted, the caller goes on. */
+  record(e: AuditEvent): Promise<void> {
+    const p = this.chain.then(() => this.append(e)).catch((err: Error) => {
+      this.log.error({ err, action: e.action }, 'AUDIT RECORD LOST: could not append to the audit trail');
+    });
+    this.chain = p;
+    return p;
+  }
+
+  private async append(e: AuditEvent): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      if (this.dialect === 'postgres') await sql`select pg_advisory_xact_lock(4242001)`.execute(trx);
+      const last = await trx.selectFrom('audit_events').select(['id', 'hash']).orderBy('id', 'desc').limit(1).executeTakeFirst();
+      const prevHash = last?.hash ?? GENESIS;
+      const row = {
+        at: new Date().toISOString(),
+        actor_type: e.actorType,
+        actor_id: e.actorId,
+        actor_address: e.actorAddress ?? null,
+        action: e.action,
+        patient_id: e.patientId || null,
+        study_uid: e.studyUid || null,
+        outcome: e.outcome,
+        detail: JSON.stringify(e.detail ?? {}),
+        prev_hash: prevHash,
+        hash: 'pending',
+      };
+      const { id } = await trx.insertInto('audit_events').values(row).returning('id').executeTakeFirstOrThrow();
+      const hash = recordHash(prevHash, { id: Number(id), at: row.at, actorType: row.actor_type, actorId: row.actor_id, actorAddress: row.actor_address, action: row.action, patientId: row.patient_id, studyUid: row.study_uid, outcome: row.outcome, detail: row.detail });
+      await trx.updateTable('audit_events').set({ hash }).where('id', '=', Number(id)).execute();
+    });
+  }
+
+  /** Waits for the records queued so far (tests, shutdown). */
+  async flush(): Promise<void> {
+    await this.chain;
+  }
+
+  async search(q: { patientId?: string; actorId?: string; action?: string; studyUid?: string; from?: string; to?: string; limit?: number; offset?: number }): Promise<AuditRecord[]> {
+    let query = this.db.selectFrom('audit_events').selectAll();
+    if (q.patientId) query = query.where('patient_id', '=', q.patientId);
+    if (q.actorId) query = query.where('actor_id', '=', q.actorId);
+    if (q.action) query = query.where('action', '=', q.action);
+    if (q.studyUid) query = query.where('study_uid', '=', q.studyUid);
+    if (q.from) query = query.where('at', '>=', q.from);
+    if (q.to) query = query.where('at', '<=', q.to);
+    const rows = await query.orderBy('id', 'desc').limit(Math.min(q.limit ?? 100, 1000)).offset(q.offset ?? 0).execute();
+    return rows.map(toRecord);
+  }
+
+  /** Re-computes the chain from the first record; reports the first record that does not fit. */
+  async verify(): Promise<VerifyResult> {
+    let prevHash = GENESIS;
+    let prevId = 0;
+    let count = 0;
+    for (let after = 0; ; ) {
+      const rows = await this.db.selectFrom('audit_events').selectAll().where('id', '>', after).orderBy('id').limit(1000).execute();
+      for (const row of rows) {
+        const r = toRecord(row);
+        count++;
+        if (r.prevHash !== prevHash) return { ok: false, records: count, lastHash: prevHash, brokenAt: r.id, reason: prevId && r.id !== prevId + 1 ? `records ${prevId + 1}–${r.id - 1} are missing` : 'previous-hash link does not match: a record before it was altered or removed' };
+        const expected = recordHash(prevHash, { ...r, detail: row.detail });
+        if (expected !== r.hash) return { ok: false, records: count, lastHash: prevHash, brokenAt: r.id, reason: 'record content does not match its hash: it was altered' };
+        prevHash = r.hash;
+        prevId = r.id;
+      }
+      if (rows.length < 1000) break;
+      after = Number(rows[rows.length - 1]!.id);
+    }
+    return { ok: true, records: count, lastHash: prevHash };
+  }
+
+  /** Events per day and action, for the programme's activity reporting (CSV). */
+  async dailyStatsCsv(): Promise<string> {
+    const rows = await this.db
+      .selectFrom('audit_events')
+      .select([sql<string>`substr(at, 1, 10)`.as('day'), 'action', 'outcome', (eb) => eb.fn.countAll().as('n')])
+      .groupBy([sql`substr(at, 1, 10)`, 'action', 'outcome'])
+      .orderBy(sql`substr(at, 1, 10)`)
+      .orderBy('action')
+      .execute();
+    return ['day,action,outcome,count', ...rows.map((r) => `${r.day},${r.action},${r.outcome},${Number(r.n)}`)].join('\n') + '\n';
+  }
+}
+
+function toRecord(row: DB['audit_events'] extends infer T ? { [K in keyof T]: T[K] extends import('kysely').Generated<infer U> ? U : T[K] } : never): AuditRecord {
+  return {
+    id: Number(row.id),
+    at: row.at,
+    actorType: row.actor_type as ActorType,
+    actorId: row.actor_id,
+    actorAddress: row.actor_address,
+    action: row.action,
+    patientId: row.patient_id,
+    studyUid: row.study_uid,
+    outcome: row.outcome as Outcome,
+    detail: JSON.parse(row.detail) as Record<string, unknown>,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}
