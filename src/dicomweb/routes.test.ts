@@ -165,10 +165,14 @@ for (const database of databases) describe(`DICOMweb (QIDO-RS, WADO-RS, STOW-RS)
     }
   });
 
-  test('health and metrics', async () => {
+  test('health, metrics and security headers', async () => {
     const h = await fetch(`http://127.0.0.1:${node.httpPort}/health`);
     assert.equal(h.status, 200);
     assert.equal(((await h.json()) as any).checks.database.ok, true);
+    const q = await get('/studies');
+    assert.equal(q.headers.get('cache-control'), 'no-store');
+    assert.equal(q.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(q.headers.get('x-frame-options'), 'DENY');
     const m = await (await fetch(`http://127.0.0.1:${node.httpPort}/metrics`)).text();
     assert.match(m, /opendrim_instances_received_total\{protocol="stow-rs",outcome="stored"\} \d+/);
     assert.match(m, /opendrim_index_objects\{level="instances"\} \d+/);

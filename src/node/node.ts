@@ -72,6 +72,16 @@ export class OpenDrimNode {
 
     // Fastify's own per-request logs stay at warn; OpenDRIM's routes log what matters through `log`.
     this.http = Fastify({ loggerInstance: log.child({ component: 'http' }, { level: 'warn' }) as any, bodyLimit: 1024 * 1024, forceCloseConnections: false });
+    // Patient data must not be cached by browsers or proxies, sniffed into another type, or framed.
+    this.http.addHook('onSend', async (req, reply) => {
+      reply.header('X-Content-Type-Options', 'nosniff');
+      reply.header('Referrer-Policy', 'no-referrer');
+      reply.header('X-Frame-Options', 'DENY');
+      if (!req.url.startsWith('/metrics') && !req.url.startsWith('/health')) {
+        reply.header('Cache-Control', 'no-store');
+        reply.header('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
+      }
+    });
     this.http.addHook('onResponse', async (req, reply) => {
       metrics.httpLatency.observe({ route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     });
