@@ -3,10 +3,11 @@ import { readdir, stat } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { loadConfig, ConfigError, type Config, type Peer } from './config/config.js';
+import { loadConfig, ConfigError, type Config } from './config/config.js';
+import { remoteFor } from './node/peers.js';
 import { OpenDrimNode, VERSION } from './node/node.js';
 import { createLogger } from './common/log.js';
-import { echo, find, move, storeInstances } from './dicom/scu.js';
+import { echo, find, move, storeInstances, type Remote } from './dicom/scu.js';
 import { openDatabase } from './store/db.js';
 import { migrateToLatest } from './store/migrations.js';
 import { StudyIndex } from './store/study-index.js';
@@ -37,9 +38,9 @@ Environment: OPENDRIM_HTTP_PORT, OPENDRIM_DICOM_PORT, OPENDRIM_AE_TITLE, OPENDRI
 OPENDRIM_PEERS (AE@host:port,...), OPENDRIM_LOG_LEVEL, DATABASE_URL (postgres://... for PostgreSQL).
 See docs/configuration.md.`;
 
-function resolvePeer(config: Config, spec: string): Peer {
+function resolvePeer(config: Config, spec: string): Remote {
   const known = config.peers.find((p) => p.aeTitle === spec);
-  if (known) return known;
+  if (known) return remoteFor(config, known);
   const m = /^([^@]{1,16})@([^:]+):(\d+)$/.exec(spec);
   if (m) return { aeTitle: m[1]!, host: m[2]!, port: Number(m[3]) };
   throw new ConfigError(`unknown peer "${spec}": give a configured AE title or AE@host:port`);

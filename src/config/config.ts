@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -12,6 +12,8 @@ const PeerSchema = z
     port: z.number().int().min(1).max(65535),
     /** Base URL of the peer's DICOMweb service (…/dicom-web), when it has one. */
     dicomweb: z.string().url().optional(),
+    /** Connect to this peer's DICOM port with TLS (PS3.15 B.1), presenting our certificate. */
+    tls: z.boolean().optional(),
     description: z.string().optional(),
   })
   .strict();
@@ -22,6 +24,21 @@ export const ConfigSchema = z
     bind: z.string().min(1).default('0.0.0.0'),
     httpPort: z.number().int().min(0).max(65535).default(8080),
     dicomPort: z.number().int().min(0).max(65535).default(11112),
+    /** DICOM over TLS (PS3.15 B.1), served when `tls` is configured; 2762 is the IANA dicom-tls port. */
+    dicomTlsPort: z.number().int().min(0).max(65535).default(2762),
+    /**
+     * TLS for HTTPS and DICOM TLS: PEM files. With `requireClientCert`, clients must present a certificate
+     * signed by `ca` (mutual TLS, as between DRIMboxes).
+     */
+    tls: z
+      .object({
+        cert: z.string().min(1),
+        key: z.string().min(1),
+        ca: z.string().min(1).optional(),
+        requireClientCert: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
     dataDir: z.string().min(1).default('./data'),
     /** `postgres://…` switches the index to PostgreSQL; otherwise SQLite under dataDir. */
     databaseUrl: z.string().optional(),
@@ -98,6 +115,11 @@ const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 
   OPENDRIM_LOG_LEVEL: { key: 'logLevel', kind: 'string' },
   OPENDRIM_ACCEPT_UNKNOWN_AE: { key: 'dicom.acceptUnknownCallingAe', kind: 'bool' },
   OPENDRIM_FSYNC: { key: 'storage.fsync', kind: 'bool' },
+  OPENDRIM_DICOM_TLS_PORT: { key: 'dicomTlsPort', kind: 'int' },
+  OPENDRIM_TLS_CERT: { key: 'tls.cert', kind: 'string' },
+  OPENDRIM_TLS_KEY: { key: 'tls.key', kind: 'string' },
+  OPENDRIM_TLS_CA: { key: 'tls.ca', kind: 'string' },
+  OPENDRIM_TLS_REQUIRE_CLIENT_CERT: { key: 'tls.requireClientCert', kind: 'bool' },
   OPENDRIM_DICOMWEB_ANONYMOUS_FROM: { key: 'dicomweb.anonymousFrom', kind: 'list' },
   OPENDRIM_PEERS: { key: 'peers', kind: 'peers' },
   DATABASE_URL: { key: 'databaseUrl', kind: 'string' },
@@ -189,6 +211,13 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
       throw new ConfigError(`invalid configuration: dicomweb.anonymousFrom: "${cidr}" is not an address or CIDR block`);
     }
   }
+  if (cfg.tls) {
+    for (const k of ['cert', 'key', 'ca'] as const) {
+      const f = cfg.tls[k];
+      if (f !== undefined && !existsSync(f)) throw new ConfigError(`invalid configuration: tls.${k}: file ${f} does not exist`);
+    }
+    if (cfg.tls.requireClientCert && !cfg.tls.ca) throw new ConfigError('invalid configuration: tls.requireClientCert needs tls.ca (the authority client certificates must be signed by)');
+  }
   const seen = new Set<string>();
   for (const p of cfg.peers) {
     if (seen.has(p.aeTitle)) throw new ConfigError(`invalid configuration: peers: AE title ${p.aeTitle} is listed twice`);
@@ -209,4 +238,10 @@ export function addCidr(list: BlockList, cidr: string): void {
     if (!Number.isInteger(n) || n < 0 || n > (family === 6 ? 128 : 32)) throw new Error(`bad prefix length in ${cidr}`);
     list.addSubnet(addr!, n, type);
   }
+}
+
+/** TLS material read from the configured files, or undefined when TLS is not configured. */
+export function tlsMaterial(cfg: Config): { cert: Buffer; key: Buffer; ca?: Buffer; requireClientCert: boolean } | undefined {
+  if (!cfg.tls) return undefined;
+  return { cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key), ca: cfg.tls.ca ? readFileSync(cfg.tls.ca) : undefined, requireClientCert: cfg.tls.requireClientCert };
 }

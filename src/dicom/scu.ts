@@ -13,6 +13,8 @@ export interface Remote {
   aeTitle: string;
   host: string;
   port: number;
+  /** DICOM over TLS: certificate, key and trusted authorities for this connection. */
+  tls?: import('node:tls').ConnectionOptions;
 }
 
 export interface OutboundInstance {

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Writable } from 'node:stream';
 import type { Logger } from '../common/log.js';
 import { QUERY_RETRIEVE, SopClass, chooseCommandSyntax, chooseStorageSyntax, isStorageSopClass } from './uids.js';
@@ -38,6 +39,7 @@ export interface RemoteAe {
   aeTitle: string;
   host: string;
   port: number;
+  tls?: tls.ConnectionOptions;
 }
 
 /**
@@ -67,6 +69,8 @@ export interface DicomServerOptions {
   idleTimeoutMs: number;
   handlers: DimseHandlers;
   log: Logger;
+  /** DICOM TLS listener (PS3.15 B.1), in addition to the plain port. */
+  tls?: { port: number; options: tls.TlsOptions };
 }
 
 export class QueryIdentifierError extends Error {
@@ -103,6 +107,7 @@ type Counts = { remaining: number; completed: number; failed: number; warning: n
  */
 export class DicomServer {
   private server: net.Server | undefined;
+  private tlsServer: tls.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
   private active = 0;
 
@@ -117,12 +122,27 @@ export class DicomServer {
     return this.active;
   }
 
-  listen(): Promise<void> {
-    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
-    this.server = server;
+  get tlsPort(): number | undefined {
+    const addr = this.tlsServer?.address();
+    return typeof addr === 'object' && addr ? addr.port : undefined;
+  }
+
+  async listen(): Promise<void> {
+    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    await this.bind(this.server, this.opts.port);
+    if (this.opts.tls) {
+      const server = tls.createServer({ ...this.opts.tls.options, noDelay: true } as tls.TlsOptions, (socket) => this.accept(socket));
+      // A failed handshake (no or untrusted client certificate) is logged, never fatal.
+      server.on('tlsClientError', (e, s) => this.opts.log.warn({ remote: s.remoteAddress, reason: e.message }, 'DICOM TLS handshake refused'));
+      this.tlsServer = server;
+      await this.bind(server, this.opts.tls.port);
+    }
+  }
+
+  private bind(server: net.Server, port: number): Promise<void> {
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host, () => {
+      server.listen(port, this.opts.host, () => {
         server.off('error', reject);
         server.on('error', (e) => this.opts.log.error({ err: e }, 'DICOM server error'));
         resolve();
@@ -135,7 +155,9 @@ export class DicomServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
-    const closed = new Promise<void>((r) => server.close(() => r()));
+    const servers = [server, this.tlsServer].filter((x): x is net.Server => x !== undefined);
+    this.tlsServer = undefined;
+    const closed = Promise.all(servers.map((srv) => new Promise<void>((r) => srv.close(() => r()))));
     const deadline = Date.now() + graceMs;
     while (this.sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const s of this.sockets) s.destroy();

@@ -8,6 +8,7 @@ import { IngestError, type Ingestor } from '../store/ingest.js';
 import type { StudyIndex, StoredInstance } from '../store/study-index.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
+import { remoteFor } from './peers.js';
 
 /** C-STORE status for each reason an instance can be refused (PS3.4 B.2.3). */
 const STORE_STATUS: Record<IngestError['kind'], number> = {
@@ -147,7 +148,8 @@ export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingesto
     },
 
     resolveAe(aeTitle) {
-      return known().get(aeTitle);
+      const peer = known().get(aeTitle);
+      return peer ? remoteFor(config, peer) : undefined;
     },
 
     onAssociation(event, a, detail) {

@@ -1,5 +1,5 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { Config } from '../config/config.js';
+import { tlsMaterial, type Config } from '../config/config.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { DicomServer } from '../dicom/server.js';
 import { openDatabase, type Database } from '../store/db.js';
@@ -59,7 +59,10 @@ export class OpenDrimNode {
     this.audit = new AuditTrail(this.database.db, this.database.dialect, log.child({ component: 'audit' }));
     this.ingestor = new Ingestor(this.blobs, this.index, { duplicates: config.storage.duplicates, maxInstanceBytes: config.storage.maxInstanceBytes, log });
 
+    const tlsFiles = tlsMaterial(config);
+    const tlsServerOptions = tlsFiles ? { cert: tlsFiles.cert, key: tlsFiles.key, ca: tlsFiles.ca, requestCert: tlsFiles.requireClientCert, rejectUnauthorized: tlsFiles.requireClientCert, minVersion: 'TLSv1.2' as const } : undefined;
     this.dicom = new DicomServer({
+      tls: tlsServerOptions ? { port: config.dicomTlsPort, options: tlsServerOptions } : undefined,
       aeTitle: config.aeTitle,
       host: config.bind,
       port: config.dicomPort,
@@ -71,7 +74,7 @@ export class OpenDrimNode {
     });
 
     // Fastify's own per-request logs stay at warn; OpenDRIM's routes log what matters through `log`.
-    this.http = Fastify({ loggerInstance: log.child({ component: 'http' }, { level: 'warn' }) as any, bodyLimit: 1024 * 1024, forceCloseConnections: false });
+    this.http = Fastify({ ...(tlsServerOptions ? { https: tlsServerOptions } : {}), loggerInstance: log.child({ component: 'http' }, { level: 'warn' }) as any, bodyLimit: 1024 * 1024, forceCloseConnections: false });
     // Patient data must not be cached by browsers or proxies, sniffed into another type, or framed.
     this.http.addHook('onSend', async (req, reply) => {
       reply.header('X-Content-Type-Options', 'nosniff');
@@ -91,7 +94,7 @@ export class OpenDrimNode {
 
     await this.dicom.listen();
     await this.http.listen({ port: config.httpPort, host: config.bind });
-    log.info({ aeTitle: config.aeTitle, dicomPort: this.dicomPort, httpPort: this.httpPort, bind: config.bind, database: this.database.dialect, dataDir: config.dataDir }, 'OpenDRIM node started');
+    log.info({ aeTitle: config.aeTitle, dicomPort: this.dicomPort, dicomTlsPort: this.dicom.tlsPort, https: Boolean(tlsServerOptions), httpPort: this.httpPort, bind: config.bind, database: this.database.dialect, dataDir: config.dataDir }, 'OpenDRIM node started');
     return this;
   }
 

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Readable, Writable } from 'node:stream';
 import { decodeCommand, encodeCommand, hasDataset, type Command } from './command.js';
 import {
@@ -322,12 +323,12 @@ export class Association extends EventEmitter {
 
   /** Requestor: opens a TCP connection and negotiates. Rejects on refusal, abort or timeout. */
   static async request(
-    remote: { host: string; port: number; aeTitle: string },
+    remote: { host: string; port: number; aeTitle: string; tls?: tls.ConnectionOptions },
     callingAe: string,
     contexts: PresentationContextRq[],
     opts: AssociationOptions & { timeoutMs?: number; roles?: RoleSelection[] },
   ): Promise<Association> {
-    const socket = net.connect({ host: remote.host, port: remote.port, noDelay: true });
+    const socket = remote.tls ? tls.connect({ ...remote.tls, host: remote.host, port: remote.port }) : net.connect({ host: remote.host, port: remote.port, noDelay: true });
     const assoc = new Association(socket, opts, 'requestor');
     const timeoutMs = opts.timeoutMs ?? 10_000;
     await new Promise<void>((resolve, reject) => {
@@ -337,7 +338,7 @@ export class Association extends EventEmitter {
         reject(new AssociationError(`${remote.aeTitle}@${remote.host}:${remote.port}: ${msg}`));
       };
       const timer = setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs);
-      socket.once('connect', () => {
+      socket.once(remote.tls ? 'secureConnect' : 'connect', () => {
         socket.write(
           encodeAssociateRq({
             calledAe: remote.aeTitle,
