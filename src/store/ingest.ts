@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../common/log.js';
-import { DicomParseError, parseHeader, str, withBulkData, type DicomJson } from '../dicom/part10.js';
+import { DicomParseError, parseHeader, str, withBulkData, type DicomJson, type ParsedHeader } from '../dicom/part10.js';
 import { FsBlobStore, type BlobStore, type BlobWriter } from './blobs.js';
 import type { StudyIndex } from './study-index.js';
 
@@ -55,9 +55,40 @@ export class Ingestor {
     this.listeners.push(l);
   }
 
+  /** Headers parsed early, while the pixel data was still arriving. */
+  private readonly early = new WeakMap<BlobWriter, ParsedHeader>();
+
   /** A writer for one Part 10 instance; pass it to `commit` once all bytes are written, or `discard` it. */
   begin(): BlobWriter {
-    return this.blobs.createWriter({ prefixBytes: HEADER_PREFIX, maxBytes: this.opts.maxInstanceBytes });
+    const writer = this.blobs.createWriter({ prefixBytes: HEADER_PREFIX, maxBytes: this.opts.maxInstanceBytes });
+    writer.once('prefix', () =>
+      setImmediate(() => {
+        try {
+          const h = parseHeader(writer.prefix, false);
+          if (h.hasPixelData) this.early.set(writer, h);
+        } catch {
+          // Not parseable from the prefix alone: commit decides, with the whole file.
+        }
+      }),
+    );
+    return writer;
+  }
+
+  /**
+   * The header from the kept prefix; from the whole file when the prefix does not reach Pixel Data (a large
+   * header, or an object without pixel data larger than the prefix), so nothing past the prefix is ever lost.
+   */
+  private async header(writer: BlobWriter): Promise<ParsedHeader> {
+    const early = this.early.get(writer);
+    if (early) return early;
+    if (writer.complete) return parseHeader(writer.prefix, true);
+    try {
+      const h = parseHeader(writer.prefix, false);
+      if (h.hasPixelData) return h;
+    } catch (e) {
+      if (!(e instanceof DicomParseError) || /DICM|preamble/.test(e.message)) throw e;
+    }
+    return parseHeader(await readFile(writer.tempPath), true);
   }
 
   async commit(writer: BlobWriter, expect: { sopInstanceUid?: string; sopClassUid?: string; sourceAe?: string } = {}): Promise<IngestResult> {
@@ -69,14 +100,7 @@ export class Ingestor {
       throw new IngestError(msg, (e as Error).name === 'SizeLimitError' ? 'too-large' : 'storage');
     }
     try {
-      let header;
-      try {
-        header = parseHeader(writer.prefix, writer.complete);
-      } catch (e) {
-        if (writer.complete || !(e instanceof DicomParseError) || /DICM|preamble/.test(e.message)) throw e;
-        // Rare: a header larger than the kept prefix (huge sequences). Read the file once.
-        header = parseHeader(await readFile(writer.tempPath), true);
-      }
+      const header = await this.header(writer);
       const ds = header.dataset;
       for (const [tag, name] of [
         ['0020000D', 'StudyInstanceUID'],

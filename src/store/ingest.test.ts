@@ -1,0 +1,59 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import dcmjs from 'dcmjs';
+import { openDatabase } from './db.js';
+import { migrateToLatest } from './migrations.js';
+import { StudyIndex } from './study-index.js';
+import { FsBlobStore } from './blobs.js';
+import { Ingestor } from './ingest.js';
+import { createLogger } from '../common/log.js';
+import { newUid } from '../../test/harness/gen-study.js';
+
+function encapsulatedPdf(bytes: number): { buf: Buffer; sop: string; study: string } {
+  const sop = newUid();
+  const study = newUid();
+  const ds = {
+    SOPClassUID: '1.2.840.10008.5.1.4.1.1.104.1',
+    SOPInstanceUID: sop,
+    StudyInstanceUID: study,
+    SeriesInstanceUID: newUid(),
+    PatientID: 'PDF1',
+    Modality: 'DOC',
+    EncapsulatedDocument: Uint8Array.from({ length: bytes }, (_, i) => i % 251).buffer,
+    MIMETypeOfEncapsulatedDocument: 'application/pdf',
+    _vrMap: { EncapsulatedDocument: 'OB' },
+  };
+  const meta = { FileMetaInformationVersion: new Uint8Array([0, 1]).buffer, MediaStorageSOPClassUID: ds.SOPClassUID, MediaStorageSOPInstanceUID: sop, TransferSyntaxUID: '1.2.840.10008.1.2.1', ImplementationClassUID: '1.2.3.4' };
+  const dict = new dcmjs.data.DicomDict(dcmjs.data.DicomMetaDictionary.denaturalizeDataset(meta));
+  dict.dict = dcmjs.data.DicomMetaDictionary.denaturalizeDataset(ds);
+  return { buf: Buffer.from(dict.write()), sop, study };
+}
+
+test('an object without pixel data larger than the header prefix is indexed whole', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ingest-'));
+  const database = openDatabase({ dataDir: dir });
+  await migrateToLatest(database.db, database.dialect);
+  const index = new StudyIndex(database.db, database.dialect);
+  const blobs = new FsBlobStore(dir);
+  const ingestor = new Ingestor(blobs, index, { duplicates: 'keep', maxInstanceBytes: 1 << 30, log: createLogger('silent') });
+  try {
+    const pdf = encapsulatedPdf(300_000);
+    const w = ingestor.begin();
+    // Written in PDU-sized pieces, as a network receive would.
+    for (let i = 0; i < pdf.buf.length; i += 16_384) w.write(pdf.buf.subarray(i, i + 16_384));
+    const r = await ingestor.commit(w);
+    assert.equal(r.outcome, 'stored');
+    const rows: string[] = [];
+    for await (const m of index.metadata({ studyUid: pdf.study })) rows.push(m);
+    const json = JSON.parse(rows[0]!);
+    assert.deepEqual(json['00420012'].Value, ['application/pdf'], 'attribute after the prefix is kept');
+    assert.match(json['00420011'].BulkDataURI, /\/bulk\/00420011$/);
+  } finally {
+    await blobs.close();
+    await database.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
