@@ -57,3 +57,39 @@ test('an object without pixel data larger than the header prefix is indexed whol
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('re-receiving an instance: kept by default, replaced with duplicates=overwrite', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ingest-dup-'));
+  const database = openDatabase({ dataDir: dir });
+  await migrateToLatest(database.db, database.dialect);
+  const index = new StudyIndex(database.db, database.dialect);
+  const blobs = new FsBlobStore(dir);
+  const log = createLogger('silent');
+  try {
+    const first = encapsulatedPdf(1000);
+    const second = Buffer.from(first.buf.toString('latin1').replace('application/pdf', 'application/xyz'), 'latin1');
+    const put = async (ing: Ingestor, buf: Buffer) => {
+      const w = ing.begin();
+      w.end(buf);
+      return ing.commit(w);
+    };
+    const mime = async () => {
+      const rows: string[] = [];
+      for await (const m of index.metadata({ studyUid: first.study })) rows.push(m);
+      return JSON.parse(rows[0]!)['00420012'].Value[0];
+    };
+    const keep = new Ingestor(blobs, index, { duplicates: 'keep', maxInstanceBytes: 1 << 20, log });
+    assert.equal((await put(keep, first.buf)).outcome, 'stored');
+    assert.equal((await put(keep, second)).outcome, 'duplicate');
+    assert.equal(await mime(), 'application/pdf');
+    const overwrite = new Ingestor(blobs, index, { duplicates: 'overwrite', maxInstanceBytes: 1 << 20, log });
+    assert.equal((await put(overwrite, second)).outcome, 'replaced');
+    assert.equal(await mime(), 'application/xyz');
+    assert.equal((await index.counts()).instances, 1);
+    assert.deepEqual(await blobs.pendingTempFiles(), []);
+  } finally {
+    await blobs.close();
+    await database.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
