@@ -54,6 +54,12 @@ export interface VerifyResult {
  */
 export class AuditTrail {
   private chain: Promise<unknown> = Promise.resolve();
+  private readonly listeners: Array<(r: AuditRecord) => void> = [];
+
+  /** Called with each record once it is in the trail (e.g. the ATNA exporter). */
+  onRecorded(l: (r: AuditRecord) => void): void {
+    this.listeners.push(l);
+  }
 
   constructor(
     private readonly db: Kysely<DB>,
@@ -71,7 +77,7 @@ export class AuditTrail {
   }
 
   private async append(e: AuditEvent): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
+    const record = await this.db.transaction().execute(async (trx) => {
       if (this.dialect === 'postgres') await sql`select pg_advisory_xact_lock(4242001)`.execute(trx);
       const last = await trx.selectFrom('audit_events').select(['id', 'hash']).orderBy('id', 'desc').limit(1).executeTakeFirst();
       const prevHash = last?.hash ?? GENESIS;
@@ -91,7 +97,15 @@ export class AuditTrail {
       const { id } = await trx.insertInto('audit_events').values(row).returning('id').executeTakeFirstOrThrow();
       const hash = recordHash(prevHash, { id: Number(id), at: row.at, actorType: row.actor_type, actorId: row.actor_id, actorAddress: row.actor_address, action: row.action, patientId: row.patient_id, studyUid: row.study_uid, outcome: row.outcome, detail: row.detail });
       await trx.updateTable('audit_events').set({ hash }).where('id', '=', Number(id)).execute();
+      return toRecord({ ...row, id: Number(id), hash });
     });
+    for (const l of this.listeners) {
+      try {
+        l(record);
+      } catch (err) {
+        this.log.error({ err }, 'audit listener failed');
+      }
+    }
   }
 
   /** Waits for the records queued so far (tests, shutdown). */

@@ -94,6 +94,21 @@ export const ConfigSchema = z
       .strict()
       .default({ maxQidoResults: 1000, maxStowBytes: 8 * 1024 ** 3, anonymousFrom: ['127.0.0.0/8', '::1/128'] }),
     peers: z.array(PeerSchema).default([]),
+    audit: z
+      .object({
+        /** IHE ATNA export: each audit record also goes to this syslog collector (RFC 5424 over TCP, TLS per RFC 5425). */
+        syslog: z
+          .object({
+            host: z.string().min(1),
+            port: z.number().int().min(1).max(65535),
+            /** TLS with our certificate (tls.cert/key), the collector checked against tls.ca. */
+            tls: z.boolean().default(true),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 
@@ -105,7 +120,7 @@ export class ConfigError extends Error {
 }
 
 /** Environment variables that override the file, and the key each one sets. */
-const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 'peers' | 'list' }> = {
+const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 'peers' | 'list' | 'hostport' }> = {
   OPENDRIM_AE_TITLE: { key: 'aeTitle', kind: 'string' },
   OPENDRIM_BIND: { key: 'bind', kind: 'string' },
   OPENDRIM_HTTP_PORT: { key: 'httpPort', kind: 'int' },
@@ -116,6 +131,7 @@ const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 
   OPENDRIM_ACCEPT_UNKNOWN_AE: { key: 'dicom.acceptUnknownCallingAe', kind: 'bool' },
   OPENDRIM_FSYNC: { key: 'storage.fsync', kind: 'bool' },
   OPENDRIM_DICOM_TLS_PORT: { key: 'dicomTlsPort', kind: 'int' },
+  OPENDRIM_AUDIT_SYSLOG: { key: 'audit.syslog', kind: 'hostport' },
   OPENDRIM_TLS_CERT: { key: 'tls.cert', kind: 'string' },
   OPENDRIM_TLS_KEY: { key: 'tls.key', kind: 'string' },
   OPENDRIM_TLS_CA: { key: 'tls.ca', kind: 'string' },
@@ -162,6 +178,11 @@ function envValue(name: string, raw: string, kind: string): unknown {
       return parsePeerList(raw);
     case 'list':
       return raw.split(',').map((x) => x.trim()).filter(Boolean);
+    case 'hostport': {
+      const m = /^(?:(tcp|tls):\/\/)?([^:]+):(\d+)$/.exec(raw.trim());
+      if (!m) throw new ConfigError(`${name}: "${raw}" is not [tls://|tcp://]host:port`);
+      return { host: m[2], port: Number(m[3]), tls: m[1] !== 'tcp' };
+    }
     default:
       return raw;
   }
@@ -218,6 +239,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     }
     if (cfg.tls.requireClientCert && !cfg.tls.ca) throw new ConfigError('invalid configuration: tls.requireClientCert needs tls.ca (the authority client certificates must be signed by)');
   }
+  if (cfg.audit.syslog?.tls && !cfg.tls) throw new ConfigError('invalid configuration: audit.syslog.tls needs tls.cert, tls.key and tls.ca');
   const seen = new Set<string>();
   for (const p of cfg.peers) {
     if (seen.has(p.aeTitle)) throw new ConfigError(`invalid configuration: peers: AE title ${p.aeTitle} is listed twice`);

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { tlsMaterial, type Config } from '../config/config.js';
 import { createLogger, type Logger } from '../common/log.js';
@@ -13,6 +14,7 @@ import { dicomwebRoutes } from '../dicomweb/routes.js';
 import { dimseHandlers } from './dimse-service.js';
 import { AuditTrail } from '../audit/audit-trail.js';
 import { auditRoutes } from '../audit/routes.js';
+import { AtnaExporter } from '../audit/atna.js';
 
 export const VERSION = '0.1.0';
 
@@ -28,6 +30,7 @@ export class OpenDrimNode {
   blobs!: FsBlobStore;
   ingestor!: Ingestor;
   audit!: AuditTrail;
+  atna: AtnaExporter | undefined;
   dicom!: DicomServer;
   http!: FastifyInstance;
   private shuttingDown = false;
@@ -57,6 +60,17 @@ export class OpenDrimNode {
     const swept = await this.blobs.sweepTemp();
     if (swept) log.info({ swept }, 'removed temporary files left by an interrupted receive');
     this.audit = new AuditTrail(this.database.db, this.database.dialect, log.child({ component: 'audit' }));
+    const syslog = config.audit.syslog;
+    if (syslog) {
+      const m = tlsMaterial(config);
+      this.atna = new AtnaExporter(
+        { host: syslog.host, port: syslog.port, tls: syslog.tls && m ? { cert: m.cert, key: m.key, ca: m.ca, rejectUnauthorized: true, minVersion: 'TLSv1.2' } : undefined },
+        { aeTitle: config.aeTitle, host: config.publicUrl ? new URL(config.publicUrl).hostname : os.hostname() },
+        log.child({ component: 'atna' }),
+      );
+      const exporter = this.atna;
+      this.audit.onRecorded((r) => exporter.export(r));
+    }
     this.ingestor = new Ingestor(this.blobs, this.index, { duplicates: config.storage.duplicates, maxInstanceBytes: config.storage.maxInstanceBytes, log });
 
     const tlsFiles = tlsMaterial(config);
@@ -105,6 +119,7 @@ export class OpenDrimNode {
     await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close()]);
     await this.blobs?.close();
     await this.audit?.flush();
+    await this.atna?.close();
     await this.database?.close();
     this.log.info('OpenDRIM node stopped');
   }
