@@ -64,3 +64,11 @@ test('data sets encode and decode in both little-endian syntaxes', async () => {
     assert.ok('0020000D' in back, 'empty attributes survive as return keys');
   }
 });
+
+test('regression (found by fuzzing): a truncated role selection item is a protocol error, not a RangeError', () => {
+  const bad = Buffer.concat([Buffer.from([0x01, 0, 0, 0, 0, 0]), Buffer.alloc(68), Buffer.from([0x50, 0, 0, 5, 0x54, 0, 0, 1, 9])]);
+  bad.writeUInt32BE(bad.length - 6, 2);
+  const reader = new PduReader({ maxPData: 1000, maxOther: 1000 });
+  const [p] = reader.push(bad);
+  assert.throws(() => decodePdu(p!.type, p!.body), ProtocolError);
+});

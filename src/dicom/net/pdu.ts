@@ -198,7 +198,10 @@ function parseUserInfo(value: Buffer): UserInfo {
         if (sub.value.length >= 4) u.asyncOps = [sub.value.readUInt16BE(0), sub.value.readUInt16BE(2)];
         break;
       case 0x54: {
+        // Found by fuzzing: a role selection item shorter than its own UID length must not read past its end.
+        if (sub.value.length < 2) throw new ProtocolError('truncated SCP/SCU role selection item');
         const n = sub.value.readUInt16BE(0);
+        if (2 + n + 2 > sub.value.length) throw new ProtocolError('SCP/SCU role selection UID overruns its item');
         u.roles.push({ sopClassUid: ascii(sub.value.subarray(2, 2 + n)), scu: sub.value[2 + n] === 1, scp: sub.value[3 + n] === 1 });
         break;
       }
@@ -221,6 +224,7 @@ function parseAssociate(body: Buffer, isRq: boolean): AssociateRq | AssociateAc 
   let user: UserInfo = { maxPduLength: 0, roles: [] };
   for (const it of items(body, 68)) {
     if (it.type === 0x10) applicationContext = ascii(it.value);
+    else if ((it.type === 0x20 || it.type === 0x21) && it.value.length < 4) throw new ProtocolError('truncated presentation context item');
     else if (it.type === 0x20 && isRq) {
       const ctx: PresentationContextRq = { id: it.value[0]!, abstractSyntax: '', transferSyntaxes: [] };
       for (const sub of items(it.value, 4)) {
