@@ -81,12 +81,19 @@ export function parseHeader(buf: Buffer, complete: boolean): ParsedHeader {
     const msg = (e as Error).message ?? String(e);
     throw new DicomParseError(complete ? `malformed DICOM data set: ${msg}` : `header larger than the parsed prefix: ${msg}`);
   }
-  const meta = cleanDict(dict.meta);
-  const ts = (meta['00020010']?.Value?.[0] as string | undefined)?.replace(/\0/g, '').trim();
-  if (!ts) throw new DicomParseError('File Meta Information has no Transfer Syntax UID');
-  const hasPixelData = PIXEL_DATA in dict.dict;
-  delete dict.dict[PIXEL_DATA];
-  return { meta, dataset: cleanDict(dict.dict), transferSyntaxUid: ts, hasPixelData };
+  try {
+    const meta = cleanDict(dict.meta);
+    // Found by fuzzing: a meta element with a wrong VR yields a number here, not a string.
+    const raw = meta['00020010']?.Value?.[0];
+    const ts = typeof raw === 'string' ? raw.replace(/\0/g, '').trim() : '';
+    if (!/^[0-9.]+$/.test(ts)) throw new DicomParseError('File Meta Information has no valid Transfer Syntax UID');
+    const hasPixelData = PIXEL_DATA in dict.dict;
+    delete dict.dict[PIXEL_DATA];
+    return { meta, dataset: cleanDict(dict.dict), transferSyntaxUid: ts, hasPixelData };
+  } catch (e) {
+    if (e instanceof DicomParseError) throw e;
+    throw new DicomParseError(`malformed DICOM data set: ${(e as Error).message}`);
+  }
 }
 
 const BINARY_VRS = new Set(['OB', 'OW', 'OF', 'OD', 'OL', 'OV', 'UN']);

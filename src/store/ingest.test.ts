@@ -93,3 +93,13 @@ test('re-receiving an instance: kept by default, replaced with duplicates=overwr
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('regression (found by fuzzing): a Transfer Syntax UID element with a numeric VR is refused as not DICOM', async () => {
+  const { parseHeader, DicomParseError } = await import('../dicom/part10.js');
+  const pdf = encapsulatedPdf(100);
+  const b = Buffer.from(pdf.buf);
+  const i = b.indexOf(Buffer.from([0x02, 0x00, 0x10, 0x00, 0x55, 0x49])); // (0002,0010) UI
+  b[i + 4] = 0x55;
+  b[i + 5] = 0x4c; // UL
+  assert.throws(() => parseHeader(b, true), DicomParseError);
+});
