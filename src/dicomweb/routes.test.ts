@@ -91,6 +91,14 @@ for (const database of databases) describe(`DICOMweb (QIDO-RS, WADO-RS, STOW-RS)
     assert.equal((await parts(await get(`/studies/${ct.studyUid}/series/${ct.seriesUids[1]}`))).length, 4);
     const inst = await parts(await get(`/studies/${ct.studyUid}/series/${ct.seriesUids[0]}/instances/${ct.sopUids[0]}`, 'multipart/related; type="application/dicom"; transfer-syntax=*'));
     assert.deepEqual(inst[0]!.body.subarray(200), readFileSync(ct.files[0]!).subarray(readFileSync(ct.files[0]!).length - (inst[0]!.body.length - 200)));
+    // Asked for Implicit VR Little Endian: converted from the stored Explicit VR Little Endian.
+    const implicit = await parts(await get(`/studies/${ct.studyUid}/series/${ct.seriesUids[0]}/instances/${ct.sopUids[0]}`, 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2'));
+    assert.match(implicit[0]!.headers['content-type']!, /transfer-syntax=1\.2\.840\.10008\.1\.2$/);
+    const { parseHeader } = await import('../dicom/part10.js');
+    const h = parseHeader(implicit[0]!.body, true);
+    assert.equal(h.transferSyntaxUid, '1.2.840.10008.1.2');
+    assert.equal(h.dataset['00080018']!.Value![0], ct.sopUids[0]);
+    assert.equal((await get(`/studies/${ct.studyUid}`, 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50')).status, 406);
     assert.equal((await get(`/studies/1.2.3.999`)).status, 404);
     assert.equal((await get(`/studies/${ct.studyUid}`, 'application/zip')).status, 406);
     assert.equal((await get(`/studies/not-a-uid`)).status, 400);

@@ -4,7 +4,8 @@ import type { Config } from '../config/config.js';
 import { anonymousNetworkGuard, clientAddress } from '../common/access.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import type { Logger } from '../common/log.js';
-import type { DicomJson } from '../dicom/part10.js';
+import { fileMetaHeader, type DicomJson } from '../dicom/part10.js';
+import { convertDataset } from '../dicom/net/dataset.js';
 import type { StudyIndex, StoredInstance } from '../store/study-index.js';
 import { QueryError } from '../store/study-index.js';
 import type { BlobStore, BlobWriter } from '../store/blobs.js';
@@ -132,14 +133,40 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
     return list;
   }
 
+  /**
+   * The transfer syntaxes the client asked for (PS3.18 8.7.3.5): undefined when it left the choice to us
+   * (no parameter, or "*"), in which case instances go out as stored.
+   */
+  const requestedSyntaxes = (req: FastifyRequest): Set<string> | undefined => {
+    const wanted = new Set<string>();
+    for (const a of acceptList(req)) {
+      if (a.type !== 'multipart/related' && a.type !== '*/*') continue;
+      const ts = a.params['transfer-syntax'];
+      if (!ts || ts === '*') return undefined;
+      wanted.add(ts);
+    }
+    return wanted.size ? wanted : undefined;
+  };
+
   const retrieve = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     if (!acceptsDicomMultipart(req, 'application/dicom')) throw new HttpError(406, 'only multipart/related; type="application/dicom" is offered for this resource');
     const list = await instancesOf(req.params);
+    const wanted = requestedSyntaxes(req);
+    // Between the two native little-endian syntaxes we convert; compressed data is never transcoded (no codec).
+    const nativeLe = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2'];
+    const plan = list.map((i) => {
+      if (!wanted || wanted.has(i.transferSyntaxUid)) return { i, ts: i.transferSyntaxUid };
+      const target = nativeLe.find((t) => wanted.has(t));
+      if (target && nativeLe.includes(i.transferSyntaxUid)) return { i, ts: target };
+      throw new HttpError(406, `instance ${i.sopUid} is stored as ${i.transferSyntaxUid} and cannot be converted to ${[...wanted].join(', ')}; ask for transfer-syntax=*`);
+    });
     const boundary = newBoundary();
-    const parts = (function* () {
-      for (const i of list) {
+    const parts = (async function* () {
+      for (const { i, ts } of plan) {
         metrics.instancesSent.inc({ protocol: 'wado-rs' });
-        yield { contentType: `application/dicom; transfer-syntax=${i.transferSyntaxUid}`, body: blobs.read(i.blobKey) };
+        const path = blobs.localPath(i.blobKey);
+        const body = ts === i.transferSyntaxUid || !path ? blobs.read(i.blobKey) : Buffer.concat([fileMetaHeader({ sopClassUid: i.sopClassUid, sopInstanceUid: i.sopUid, transferSyntaxUid: ts }), await convertDataset(path, i.transferSyntaxUid, ts)]);
+        yield { contentType: `application/dicom; transfer-syntax=${ts}`, body };
       }
     })();
     reply.type(`multipart/related; type="application/dicom"; boundary=${boundary}`);
