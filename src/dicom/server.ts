@@ -55,7 +55,8 @@ export interface DimseHandlers {
   retrieve(a: AssociationInfo, q: DimseQuery): Promise<OutboundInstance[]>;
   resolveAe(aeTitle: string): RemoteAe | undefined;
   onAssociation?(event: 'open' | 'close' | 'reject' | 'abort', a: AssociationInfo, detail?: string): void;
-  onStored?(a: AssociationInfo, status: number, bytes: number, ms: number): void;
+  /** A C-STORE was answered: its status and the time from first byte to answer. */
+  onStored?(a: AssociationInfo, status: number, ms: number): void;
   /** A C-MOVE or C-GET finished (or was cancelled); `items` is the array `retrieve` returned. */
   onRetrieved?(a: AssociationInfo, op: 'MOVE' | 'GET', items: OutboundInstance[], result: { completed: number; failed: number; warning: number; cancelled: boolean }, destination?: string): void;
 }
@@ -232,7 +233,7 @@ export class DicomServer {
 /** The DIMSE services of one accepted association. */
 class ScpSession {
   private readonly ep: DimseEndpoint;
-  private readonly stores = new Map<Command, { sink: StoreSink; started: number; bytes: () => number }>();
+  private readonly stores = new Map<Command, { sink: StoreSink; started: number }>();
   private readonly cancelled = new Set<number>();
 
   constructor(
@@ -261,16 +262,9 @@ class ScpSession {
       transferSyntaxUid: this.assoc.accepted.get(contextId)!.transferSyntax,
     };
     const sink = this.opts.handlers.openStore(this.info, req);
-    let bytes = 0;
-    const w = sink.writable;
-    w.write(fileMetaHeader({ ...req, sourceAeTitle: this.info.callingAe }));
-    const original = w.write.bind(w) as (chunk: Buffer) => boolean;
-    (w as unknown as { write: (c: Buffer) => boolean }).write = (chunk: Buffer) => {
-      bytes += chunk.length;
-      return original(chunk);
-    };
-    this.stores.set(command, { sink, started: Date.now(), bytes: () => bytes });
-    return w;
+    sink.writable.write(fileMetaHeader({ ...req, sourceAeTitle: this.info.callingAe }));
+    this.stores.set(command, { sink, started: Date.now() });
+    return sink.writable;
   }
 
   private dispatch(msg: DimseMessage): void {
@@ -307,7 +301,7 @@ class ScpSession {
     if (entry) {
       try {
         ({ status, comment } = await entry.sink.commit());
-        this.opts.handlers.onStored?.(this.info, status, entry.bytes(), Date.now() - entry.started);
+        this.opts.handlers.onStored?.(this.info, status, Date.now() - entry.started);
       } catch (e) {
         this.log.error({ err: e }, 'C-STORE commit failed');
         status = Status.ProcessingFailure;

@@ -214,10 +214,9 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
     const decoded = await loadFrames(req.params);
     for (const n of wanted) if (n > decoded.frames.length) throw new HttpError(404, `frame ${n} does not exist (instance has ${decoded.frames.length})`);
     const native = ['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2'].includes(decoded.transferSyntaxUid);
-    const partType = native ? 'application/octet-stream' : 'application/octet-stream';
-    if (!acceptsDicomMultipart(req, partType) && !acceptList(req).some((a) => a.type === 'multipart/related')) throw new HttpError(406, 'frames are offered as multipart/related');
+    if (!acceptList(req).some((a) => a.type === 'multipart/related' || a.type === 'multipart/*' || a.type === '*/*')) throw new HttpError(406, 'frames are offered as multipart/related');
     const boundary = newBoundary();
-    reply.type(`multipart/related; type="${partType}"; boundary=${boundary}`);
+    reply.type(`multipart/related; type="application/octet-stream"; boundary=${boundary}`);
     return reply.send(
       multipartStream(
         wanted.map((n) => ({

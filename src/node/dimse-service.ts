@@ -161,7 +161,7 @@ export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingesto
       if (event === 'close' || event === 'abort') flushReceived(a);
     },
 
-    onStored(_a, _status, _bytes, ms) {
+    onStored(_a, _status, ms) {
       metrics.storeLatency.observe({ protocol: 'dimse' }, ms / 1000);
     },
   };

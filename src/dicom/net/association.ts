@@ -23,8 +23,9 @@ import {
   type RoleSelection,
 } from './pdu.js';
 
-export const IMPLEMENTATION_CLASS_UID = '1.2.826.0.1.3680043.10.1355.1';
-export const IMPLEMENTATION_VERSION = 'OPENDRIM_010';
+import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION } from '../part10.js';
+
+export { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION };
 
 export interface DimseMessage {
   contextId: number;
