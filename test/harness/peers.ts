@@ -130,10 +130,10 @@ export async function startOrthanc(opts: { name: string; aet: string; modalities
 }
 
 /** A DCMTK storescp receiving into a folder (a C-MOVE destination). */
-export async function startStorescp(aet: string): Promise<{ port: number; dir: string; stop(): Promise<void> }> {
+export async function startStorescp(aet: string, extraArgs: string[] = []): Promise<{ port: number; dir: string; stop(): Promise<void> }> {
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'storescp-'));
-  const child = spawn('storescp', ['-od', dir, '-aet', aet, String(port)], { env: { ...process.env, TCP_NODELAY: '1' }, stdio: 'ignore' });
+  const child = spawn('storescp', [...extraArgs, '-od', dir, '-aet', aet, String(port)], { env: { ...process.env, TCP_NODELAY: '1' }, stdio: 'ignore' });
   for (let i = 0; i < 100; i++) {
     if ((await dcmtk('echoscu', ['-aec', aet, '127.0.0.1', String(port)], 5000)).code === 0) break;
     await new Promise((r) => setTimeout(r, 50));

@@ -4,7 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import dcmjs from 'dcmjs';
@@ -25,26 +25,29 @@ describe('DCMTK interoperability', { skip }, () => {
   let sink: Awaited<ReturnType<typeof startStorescp>>;
   let ct: GeneratedStudy;
   let work: string;
+  let peers: Array<{ aeTitle: string; host: string; port: number }>;
+  let firstDataDir: string;
   const port = () => String(node.dicomPort);
 
   before(async () => {
     work = mkdtempSync(path.join(tmpdir(), 'dcmtk-it-'));
     ct = generateStudy({ out: path.join(work, 'ct'), modality: 'CT', series: 1, slices: 300, patientId: 'DCMTK1', patientName: 'MODALITY^TEST', accession: 'ACC-DCMTK' });
     sink = await startStorescp('SINK');
-    node = await startTestNode({
-      peers: [
-        { aeTitle: 'STORESCU', host: '127.0.0.1', port: 104 },
-        { aeTitle: 'FINDSCU', host: '127.0.0.1', port: 104 },
-        { aeTitle: 'MOVESCU', host: '127.0.0.1', port: 104 },
-        { aeTitle: 'GETSCU', host: '127.0.0.1', port: 104 },
-        { aeTitle: 'ECHOSCU', host: '127.0.0.1', port: 104 },
-        { aeTitle: 'SINK', host: '127.0.0.1', port: sink.port },
-      ],
-    });
+    peers = [
+      { aeTitle: 'STORESCU', host: '127.0.0.1', port: 104 },
+      { aeTitle: 'FINDSCU', host: '127.0.0.1', port: 104 },
+      { aeTitle: 'MOVESCU', host: '127.0.0.1', port: 104 },
+      { aeTitle: 'GETSCU', host: '127.0.0.1', port: 104 },
+      { aeTitle: 'ECHOSCU', host: '127.0.0.1', port: 104 },
+      { aeTitle: 'SINK', host: '127.0.0.1', port: sink.port },
+    ];
+    node = await startTestNode({ peers });
+    firstDataDir = node.config.dataDir;
   });
   after(async () => {
     await node?.cleanup();
     await sink?.stop();
+    rmSync(firstDataDir, { recursive: true, force: true });
   });
 
   test('echoscu: known AE accepted, unknown calling AE and wrong called AE rejected', async () => {
@@ -101,6 +104,40 @@ describe('DCMTK interoperability', { skip }, () => {
     const r = await dcmtk('getscu', ['-S', '-aec', 'OPENDRIM', '-od', out, '-k', 'QueryRetrieveLevel=SERIES', '-k', `StudyInstanceUID=${ct.studyUid}`, '-k', `SeriesInstanceUID=${ct.seriesUids[0]}`, '127.0.0.1', port()], 300_000);
     assert.equal(r.code, 0, r.out);
     assert.equal(readdirSync(out).length, 300);
+  });
+
+  test('compressed instances (JPEG-LS, JPEG lossless from dcmcjpls/dcmcjpeg) are stored and sent on as received', async () => {
+    const small = generateStudy({ out: path.join(work, 'small'), modality: 'CT', series: 1, slices: 2, rows: 128, patientId: 'JLS1' });
+    const jls = path.join(work, 'jls.dcm');
+    const jpl = path.join(work, 'jpl.dcm');
+    assert.equal((await dcmtk('dcmcjpls', [small.files[0]!, jls])).code, 0);
+    assert.equal((await dcmtk('dcmcjpeg', [small.files[1]!, jpl])).code, 0);
+    // storescu proposes uncompressed syntaxes unless told: -xt JPEG-LS lossless, -xs JPEG lossless.
+    for (const [flag, file] of [['-xt', jls], ['-xs', jpl]] as const) {
+      const r = await dcmtk('storescu', [flag, '-aec', 'OPENDRIM', '127.0.0.1', port(), file]);
+      assert.equal(r.code, 0, r.out);
+    }
+    const stored = await node.index.listInstances({ studyUid: small.studyUid });
+    assert.deepEqual(stored.map((i) => i.transferSyntaxUid).sort(), ['1.2.840.10008.1.2.4.70', '1.2.840.10008.1.2.4.80']);
+    for (const i of stored) {
+      const original = i.transferSyntaxUid.endsWith('.80') ? jls : jpl;
+      assert.deepEqual(datasetBytes(readFileSync(node.blobs.localPath(i.blobKey))), datasetBytes(readFileSync(original)), 'compressed data set kept byte for byte');
+    }
+    const out = await startStorescp('SINK2', ['+xa']);
+    try {
+      // A new C-MOVE destination needs the node restarted with it configured (same data, same index).
+      await node.close(1000);
+      node = await startTestNode({ dataDir: firstDataDir, peers: [...peers, { aeTitle: 'SINK2', host: '127.0.0.1', port: out.port }] });
+      const mv = await dcmtk('movescu', ['-S', '-aec', 'OPENDRIM', '-aem', 'SINK2', '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${small.studyUid}`, '127.0.0.1', port()]);
+      assert.equal(mv.code, 0, mv.out);
+      const received = readdirSync(out.dir).map((f) => path.join(out.dir, f));
+      assert.equal(received.length, 2);
+      const syntaxes = await Promise.all(received.map(async (f) => (await dcmtk('dcmdump', ['+P', '0002,0010', f])).out));
+      assert.ok(syntaxes.some((o) => /JPEGLSLossless/.test(o)), syntaxes.join('\n'));
+      assert.ok(syntaxes.some((o) => /JPEGLossless/.test(o)), syntaxes.join('\n'));
+    } finally {
+      await out.stop();
+    }
   });
 
   test('an instance without Study Instance UID is refused with an error status and not indexed', async () => {
