@@ -1,3 +1,12 @@
+/*
+ * Why OpenDRIM has its own DICOM upper layer instead of dcmjs-dimse (which it used first): dcmjs-dimse buffers
+ * each PDU with one Buffer.concat per network read and would buffer whatever length a peer announces; its
+ * server sets no TCP_NODELAY and cannot bind to an address; it applies one maximum PDU length to both
+ * directions (it sent 256 KB PDUs to a getscu that accepts 16 KB); it cannot answer SCP/SCU role selection;
+ * and it decodes and re-encodes every data set it sends. Measured on 300 CT slices: 0.61 s for dcmjs-dimse
+ * to receive and discard them, 0.26 s for DCMTK's storescp, 0.25-0.30 s for this layer. dcmjs still encodes
+ * and decodes the data sets.
+ */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
