@@ -45,6 +45,29 @@ describe('opendrim CLI', () => {
     assert.equal(unknown.code, 2);
   });
 
+  test('start with a YAML file: serves health, then stops cleanly on SIGTERM', async () => {
+    const { spawn } = await import('node:child_process');
+    const { freePort } = await import('../test/harness/peers.js');
+    const dir = mkdtempSync(path.join(tmpdir(), 'cli-start-'));
+    const http = await freePort();
+    const dicom = await freePort();
+    writeFileSync(path.join(dir, 'opendrim.yaml'), `httpPort: ${http}\ndicomPort: ${dicom}\nbind: 127.0.0.1\ndataDir: ${dir}/data\nlogLevel: warn\n`);
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), 'start', '--config', path.join(dir, 'opendrim.yaml')], { cwd: root, stdio: 'ignore' });
+    try {
+      let health: Response | undefined;
+      for (let i = 0; i < 200 && !health; i++) {
+        health = await fetch(`http://127.0.0.1:${http}/health`).catch(() => undefined);
+        if (!health) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(health?.status, 200);
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
   describe('against a running node', { skip: haveCommand('storescp') ? false : 'DCMTK not installed' }, () => {
     let node: Awaited<ReturnType<typeof startTestNode>>;
     let sink: Awaited<ReturnType<typeof startStorescp>>;
