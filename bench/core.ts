@@ -101,7 +101,6 @@ try {
     } finally {
       await node.stop();
       await orthanc.stop();
-      rmSync(orthanc.dir, { recursive: true, force: true });
     }
   }
 

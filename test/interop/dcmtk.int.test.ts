@@ -48,6 +48,7 @@ describe('DCMTK interoperability', { skip }, () => {
     await node?.cleanup();
     await sink?.stop();
     rmSync(firstDataDir, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
   });
 
   test('echoscu: known AE accepted, unknown calling AE and wrong called AE rejected', async () => {

@@ -4,7 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { generateStudy, type GeneratedStudy } from '../harness/gen-study.js';
@@ -28,8 +28,9 @@ describe('Orthanc interoperability', { skip }, () => {
     return id;
   }
 
+  let work: string;
   before(async () => {
-    const work = mkdtempSync(path.join(tmpdir(), 'orthanc-it-'));
+    work = mkdtempSync(path.join(tmpdir(), 'orthanc-it-'));
     for (const [name, patientId] of [['push', 'OP1'], ['move', 'OP2'], ['get', 'OP3'], ['wado', 'OP4'], ['local', 'OP5'], ['stow', 'OP6']] as const) {
       studies[name] = generateStudy({ out: path.join(work, name), modality: 'MR', series: 2, slices: 5, patientId, patientName: `ORTHANC^${name.toUpperCase()}` });
     }
@@ -47,6 +48,7 @@ describe('Orthanc interoperability', { skip }, () => {
   after(async () => {
     await node?.cleanup();
     await orthanc?.stop();
+    rmSync(work, { recursive: true, force: true });
   });
 
   test('Orthanc pushes a study to OpenDRIM (C-STORE)', async () => {
