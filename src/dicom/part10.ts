@@ -1,5 +1,4 @@
 import dcmjs from 'dcmjs';
-import { keywordOf } from './dictionary.js';
 
 const { DicomMessage } = dcmjs.data;
 
@@ -165,9 +164,4 @@ export function withBulkData(ds: DicomJson, bulkBase: string, hasPixelData: bool
   }
   if (hasPixelData) out[PIXEL_DATA] = { vr: UNCOMPRESSED_SYNTAXES.has(transferSyntaxUid) ? 'OW' : 'OB', BulkDataURI: `${bulkBase}/bulk/${PIXEL_DATA}` };
   return out;
-}
-
-/** For error messages and logs. */
-export function describe(tag: string): string {
-  return `${keywordOf(tag)} (${tag.slice(0, 4)},${tag.slice(4)})`;
 }
