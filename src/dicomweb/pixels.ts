@@ -3,6 +3,7 @@ import dcmjs from 'dcmjs';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { UNCOMPRESSED_SYNTAXES } from '../dicom/part10.js';
+import { toNative } from '../dicom/transcode.js';
 
 const { DicomMessage, DicomMetaDictionary } = dcmjs.data;
 
@@ -23,8 +24,19 @@ export interface DecodedInstance {
 }
 
 /** Reads one instance and splits its Pixel Data into frames (native: by frame size; encapsulated: as dcmjs splits fragments). */
-export async function readFrames(file: string): Promise<DecodedInstance> {
-  const buf = await readFile(file);
+export async function readFrames(file: string, opts: { decode?: boolean } = {}): Promise<DecodedInstance> {
+  let buf: Buffer = await readFile(file);
+  if (opts.decode) {
+    const meta = DicomMessage.readFile(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength), { untilTag: '00080005', ignoreErrors: true }).meta;
+    const stored = String(meta['00020010']?.Value?.[0] ?? '');
+    if (stored && !UNCOMPRESSED_SYNTAXES.has(stored)) {
+      try {
+        buf = await toNative(buf);
+      } catch (e) {
+        throw new PixelError((e as Error).message, 406);
+      }
+    }
+  }
   const dict = DicomMessage.readFile(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength), { ignoreErrors: true });
   const ts: string = dict.meta['00020010']?.Value?.[0] ?? '1.2.840.10008.1.2';
   const ds = DicomMetaDictionary.naturalizeDataset(dict.dict);
@@ -60,7 +72,7 @@ function first(v: unknown): number | undefined {
 /** Renders a native grayscale or RGB frame to JPEG/PNG, with the modality LUT and a linear VOI window (PS3.3 C.11). */
 export function renderFrame(inst: DecodedInstance, frameIndex: number, opts: RenderOptions): Buffer {
   const { ds } = inst;
-  if (!UNCOMPRESSED_SYNTAXES.has(inst.transferSyntaxUid)) throw new PixelError(`rendering of compressed transfer syntax ${inst.transferSyntaxUid} is not supported yet`, 406);
+  if (!UNCOMPRESSED_SYNTAXES.has(inst.transferSyntaxUid)) throw new PixelError(`rendering needs decoded pixel data (stored as ${inst.transferSyntaxUid})`, 500);
   const frame = inst.frames[frameIndex];
   if (!frame) throw new PixelError(`frame ${frameIndex + 1} does not exist (instance has ${inst.frames.length})`, 404);
   const rows = Number(ds.Rows);

@@ -4,8 +4,10 @@ import type { Config } from '../config/config.js';
 import { anonymousNetworkGuard, clientAddress } from '../common/access.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import type { Logger } from '../common/log.js';
-import { fileMetaHeader, type DicomJson } from '../dicom/part10.js';
+import { UNCOMPRESSED_SYNTAXES, fileMetaHeader, type DicomJson } from '../dicom/part10.js';
 import { convertDataset } from '../dicom/net/dataset.js';
+import { toNative } from '../dicom/transcode.js';
+import { readFile } from 'node:fs/promises';
 import type { StudyIndex, StoredInstance } from '../store/study-index.js';
 import { QueryError } from '../store/study-index.js';
 import type { BlobStore, BlobWriter } from '../store/blobs.js';
@@ -157,15 +159,18 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
     const plan = list.map((i) => {
       if (!wanted || wanted.has(i.transferSyntaxUid)) return { i, ts: i.transferSyntaxUid };
       const target = nativeLe.find((t) => wanted.has(t));
-      if (target && nativeLe.includes(i.transferSyntaxUid)) return { i, ts: target };
-      throw new HttpError(406, `instance ${i.sopUid} is stored as ${i.transferSyntaxUid} and cannot be converted to ${[...wanted].join(', ')}; ask for transfer-syntax=*`);
+      if (target) return { i, ts: target };
+      throw new HttpError(406, `instance ${i.sopUid} is stored as ${i.transferSyntaxUid} and cannot be encoded as ${[...wanted].join(', ')}; ask for transfer-syntax=* or a native syntax`);
     });
     const boundary = newBoundary();
     const parts = (async function* () {
       for (const { i, ts } of plan) {
         metrics.instancesSent.inc({ protocol: 'wado-rs' });
         const path = blobs.localPath(i.blobKey);
-        const body = ts === i.transferSyntaxUid || !path ? blobs.read(i.blobKey) : Buffer.concat([fileMetaHeader({ sopClassUid: i.sopClassUid, sopInstanceUid: i.sopUid, transferSyntaxUid: ts }), await convertDataset(path, i.transferSyntaxUid, ts)]);
+        let body: Readable | Buffer;
+        if (ts === i.transferSyntaxUid || !path) body = blobs.read(i.blobKey);
+        else if (nativeLe.includes(i.transferSyntaxUid)) body = Buffer.concat([fileMetaHeader({ sopClassUid: i.sopClassUid, sopInstanceUid: i.sopUid, transferSyntaxUid: ts }), await convertDataset(path, i.transferSyntaxUid, ts)]);
+        else body = await toNative(await readFile(path), ts);
         yield { contentType: `application/dicom; transfer-syntax=${ts}`, body };
       }
     })();
@@ -202,16 +207,18 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
     return nums.map(Number);
   }
 
-  async function loadFrames(p: Params) {
+  async function loadFrames(p: Params, decode = false) {
     const [inst] = await instancesOf(p);
     const path = blobs.localPath(inst!.blobKey);
     if (!path) throw new HttpError(501, 'frame retrieval needs local storage');
-    return readFrames(path);
+    return readFrames(path, { decode });
   }
 
   app.get('/studies/:study/series/:series/instances/:instance/frames/:frames', async (req: FastifyRequest<{ Params: Params }>, reply) => {
     const wanted = frameNumbers(req.params.frames);
-    const decoded = await loadFrames(req.params);
+    // Compressed frames go out as stored unless the client asks for a native syntax; then they are decoded.
+    const asked = requestedSyntaxes(req);
+    const decoded = await loadFrames(req.params, asked !== undefined && [...asked].some((t) => UNCOMPRESSED_SYNTAXES.has(t)));
     for (const n of wanted) if (n > decoded.frames.length) throw new HttpError(404, `frame ${n} does not exist (instance has ${decoded.frames.length})`);
     const native = ['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2'].includes(decoded.transferSyntaxUid);
     if (!acceptList(req).some((a) => a.type === 'multipart/related' || a.type === 'multipart/*' || a.type === '*/*')) throw new HttpError(406, 'frames are offered as multipart/related');
@@ -271,7 +278,7 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
       target = { study: mid.studyUid, series: mid.seriesUid, instance: mid.sopUid };
     }
     if (p.frames) frameIndex = frameNumbers(p.frames)[0]! - 1;
-    const decoded = await loadFrames(target);
+    const decoded = await loadFrames(target, true);
     const vp = req.query.viewport ? Number(String(req.query.viewport).split(',')[0]) : undefined;
     const q = req.query.quality ? Number(req.query.quality) : undefined;
     const img = renderFrame(decoded, frameIndex, { format, window: parseWindow(req.query), maxSize: thumbnail ? Math.min(vp ?? 128, 512) : vp, quality: q });

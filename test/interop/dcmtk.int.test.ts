@@ -124,6 +124,21 @@ describe('DCMTK interoperability', { skip }, () => {
       const original = i.transferSyntaxUid.endsWith('.80') ? jls : jpl;
       assert.deepEqual(datasetBytes(readFileSync(node.blobs.localPath(i.blobKey))), datasetBytes(readFileSync(original)), 'compressed data set kept byte for byte');
     }
+    // Decoded on request (dcmjs-codecs): rendered as JPEG, and retrieved as Explicit VR Little Endian with
+    // exactly the original pixels (both syntaxes are lossless).
+    const base = `http://127.0.0.1:${node.httpPort}/dicom-web`;
+    for (const i of stored) {
+      const p = `${base}/studies/${i.studyUid}/series/${i.seriesUid}/instances/${i.sopUid}`;
+      const jpeg = Buffer.from(await (await fetch(`${p}/rendered`, { headers: { accept: 'image/jpeg' } })).arrayBuffer());
+      assert.deepEqual([...jpeg.subarray(0, 2)], [0xff, 0xd8], `rendered ${i.transferSyntaxUid}`);
+      const res = await fetch(p, { headers: { accept: 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1' } });
+      assert.equal(res.status, 200);
+      const body = Buffer.from(await res.arrayBuffer());
+      const original = readFileSync(i.transferSyntaxUid.endsWith('.80') ? small.files[0]! : small.files[1]!);
+      const pixels = (b: Buffer) => b.subarray(b.lastIndexOf(Buffer.from([0xe0, 0x7f, 0x10, 0x00])) + 12, b.lastIndexOf(Buffer.from([0xe0, 0x7f, 0x10, 0x00])) + 12 + 128 * 128 * 2);
+      assert.ok(body.includes(Buffer.from('1.2.840.10008.1.2.1')), 'answered in Explicit VR Little Endian');
+      assert.deepEqual(pixels(body), pixels(original), `pixels of the ${i.transferSyntaxUid} instance decoded exactly`);
+    }
     const out = await startStorescp('SINK2', ['+xa']);
     try {
       // A new C-MOVE destination needs the node restarted with it configured (same data, same index).
