@@ -8,11 +8,8 @@ import { remoteFor } from './node/peers.js';
 import { OpenDrimNode, VERSION } from './node/node.js';
 import { createLogger } from './common/log.js';
 import { echo, find, move, storeInstances, type Remote } from './dicom/scu.js';
-import { openDatabase } from './store/db.js';
-import { migrateToLatest } from './store/migrations.js';
-import { StudyIndex } from './store/study-index.js';
-import { FsBlobStore } from './store/blobs.js';
-import { Ingestor, IngestError } from './store/ingest.js';
+import { IngestError } from './store/ingest.js';
+import { openStore } from './store/open-store.js';
 import { AuditTrail } from './audit/audit-trail.js';
 
 const HELP = `opendrim ${VERSION} — an open-source DRIMbox (DICOM, DICOMweb, HL7, IHE XDS-I.b gateway)
@@ -54,17 +51,6 @@ async function* walk(dir: string): AsyncGenerator<string> {
   }
 }
 
-/** Opens the store without starting the servers (for offline admin commands). */
-async function openStore(config: Config) {
-  const log = createLogger('warn');
-  const database = openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  await migrateToLatest(database.db, database.dialect);
-  const index = new StudyIndex(database.db, database.dialect);
-  const blobs = new FsBlobStore(config.dataDir, { fsync: config.storage.fsync });
-  const ingestor = new Ingestor(blobs, index, { duplicates: config.storage.duplicates, maxInstanceBytes: config.storage.maxInstanceBytes, log });
-  return { database, index, blobs, ingestor };
-}
-
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -103,14 +89,14 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'audit': {
       if (args[0] !== 'verify') throw new ConfigError('usage: opendrim audit verify');
-      const { database } = await openStore(config);
+      const store = await openStore(config, createLogger('warn'));
       try {
-        const r = await new AuditTrail(database.db, database.dialect, createLogger('warn')).verify();
+        const r = await new AuditTrail(store.database.db, store.database.dialect, createLogger('warn')).verify();
         if (r.ok) console.log(`audit trail intact: ${r.records} records, last hash ${r.lastHash}`);
         else console.error(`AUDIT TRAIL BROKEN at record ${r.brokenAt}: ${r.reason} (${r.records - 1} records before it are intact)`);
         return r.ok ? 0 : 1;
       } finally {
-        await database.close();
+        await store.close();
       }
     }
     case 'echo': {
@@ -145,7 +131,8 @@ export async function main(argv: string[]): Promise<number> {
     case 'send': {
       if (!args[0] || !args[1]) throw new ConfigError('usage: opendrim send STUDY_UID PEER');
       const peer = resolvePeer(config, args[1]);
-      const { database, index, blobs } = await openStore(config);
+      const store = await openStore(config, createLogger('warn'));
+      const { index, blobs } = store;
       try {
         const list = await index.listInstances({ studyUid: args[0] });
         if (!list.length) throw new ConfigError(`study ${args[0]} is not in this node's store`);
@@ -153,12 +140,13 @@ export async function main(argv: string[]): Promise<number> {
         console.log(`sent ${r.completed}/${list.length} instances to ${peer.aeTitle}${r.failed ? `, ${r.failed} failed: ${r.error ?? ''}` : ''}`);
         return r.failed ? 1 : 0;
       } finally {
-        await database.close();
+        await store.close();
       }
     }
     case 'import': {
       if (!args[0]) throw new ConfigError('usage: opendrim import DIR');
-      const { database, ingestor } = await openStore(config);
+      const store = await openStore(config, createLogger('warn'));
+      const { ingestor } = store;
       const counts = { stored: 0, replaced: 0, duplicate: 0, refused: 0 };
       try {
         if (!(await stat(args[0]).catch(() => undefined))?.isDirectory()) throw new ConfigError(`${args[0]} is not a directory`);
@@ -177,7 +165,7 @@ export async function main(argv: string[]): Promise<number> {
         console.log(`imported: ${counts.stored} new, ${counts.replaced} replaced, ${counts.duplicate} already present, ${counts.refused} refused`);
         return 0;
       } finally {
-        await database.close();
+        await store.close();
       }
     }
     default:

@@ -11,15 +11,15 @@ export function anonymousNetworkGuard(networks: string[], log: Logger, what: str
   const allowed = new BlockList();
   for (const cidr of networks) addCidr(allowed, cidr);
   return async (req: FastifyRequest, reply: FastifyReply) => {
-    const ip = req.socket.remoteAddress ?? '';
-    const addr = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+    const addr = clientAddress(req);
     if (!allowed.check(addr, isIP(addr) === 6 ? 'ipv6' : 'ipv4')) {
-      log.warn({ remote: ip, url: req.url }, `${what} request refused: anonymous access is not allowed from this address`);
+      log.warn({ remote: addr, url: req.url }, `${what} request refused: anonymous access is not allowed from this address`);
       return reply.code(401).type('application/json').send({ error: `authentication required: anonymous ${what} access is only allowed from the networks in dicomweb.anonymousFrom` });
     }
   };
 }
 
+/** The client's address, IPv4-mapped IPv6 addresses given in their IPv4 form. */
 export function clientAddress(req: FastifyRequest): string {
   const ip = req.socket.remoteAddress ?? '';
   return ip.startsWith('::ffff:') ? ip.slice(7) : ip;

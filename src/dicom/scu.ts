@@ -103,19 +103,26 @@ function outcome(final: Command, last: RetrieveOutcome): RetrieveOutcome {
   return { status: final.status ?? -1, completed: final.completed ?? last.completed, failed: final.failed ?? last.failed, warning: final.warning ?? last.warning };
 }
 
+/** Keeps the latest sub-operation counts of C-MOVE/C-GET pending responses (the final one may omit them). */
+function countTracker(onProgress?: (p: RetrieveOutcome & { remaining: number }) => void) {
+  const last: RetrieveOutcome = { status: -1, completed: 0, failed: 0, warning: 0 };
+  const onPending = (r: { command: Command }) => {
+    last.completed = r.command.completed ?? last.completed;
+    last.failed = r.command.failed ?? last.failed;
+    last.warning = r.command.warning ?? last.warning;
+    onProgress?.({ ...last, remaining: r.command.remaining ?? 0 });
+  };
+  return { last, onPending };
+}
+
 /** C-MOVE: asks `remote` to send what matches to `destinationAe` (which may be this node). */
 export async function move(remote: Remote, callingAe: string, destinationAe: string, level: Level, keys: Record<string, string>, model: 'STUDY' | 'PATIENT' = 'STUDY', onProgress?: (p: RetrieveOutcome & { remaining: number }) => void): Promise<RetrieveOutcome> {
   const sop = model === 'STUDY' ? SopClass.StudyRootMove : SopClass.PatientRootMove;
   const ep = await open(remote, callingAe, [{ id: 1, abstractSyntax: sop, transferSyntaxes: [...NATIVE] }]);
   try {
     const ctx = contextOrThrow(ep, sop, remote);
-    const last: RetrieveOutcome = { status: -1, completed: 0, failed: 0, warning: 0 };
-    const final = await ep.request(ctx.id, { commandField: CommandField.CMoveRq, affectedSopClassUid: sop, priority: 0, moveDestination: destinationAe, commandDataSetType: 0 }, encodeDataset(identifier(level, keys), ctx.transferSyntax), (r) => {
-      last.completed = r.command.completed ?? last.completed;
-      last.failed = r.command.failed ?? last.failed;
-      last.warning = r.command.warning ?? last.warning;
-      onProgress?.({ ...last, remaining: r.command.remaining ?? 0 });
-    });
+    const { last, onPending } = countTracker(onProgress);
+    const final = await ep.request(ctx.id, { commandField: CommandField.CMoveRq, affectedSopClassUid: sop, priority: 0, moveDestination: destinationAe, commandDataSetType: 0 }, encodeDataset(identifier(level, keys), ctx.transferSyntax), onPending);
     return outcome(final.command, last);
   } finally {
     await ep.assoc.release();
@@ -162,12 +169,8 @@ export async function get(remote: Remote, callingAe: string, level: Level, keys:
   };
   try {
     const ctx = contextOrThrow(ep, SopClass.StudyRootGet, remote);
-    const last: RetrieveOutcome = { status: -1, completed: 0, failed: 0, warning: 0 };
-    const final = await ep.request(ctx.id, { commandField: CommandField.CGetRq, affectedSopClassUid: SopClass.StudyRootGet, priority: 0, commandDataSetType: 0 }, encodeDataset(identifier(level, keys), ctx.transferSyntax), (r) => {
-      last.completed = r.command.completed ?? last.completed;
-      last.failed = r.command.failed ?? last.failed;
-      last.warning = r.command.warning ?? last.warning;
-    });
+    const { last, onPending } = countTracker();
+    const final = await ep.request(ctx.id, { commandField: CommandField.CGetRq, affectedSopClassUid: SopClass.StudyRootGet, priority: 0, commandDataSetType: 0 }, encodeDataset(identifier(level, keys), ctx.transferSyntax), onPending);
     return outcome(final.command, last);
   } finally {
     for (const s of sinks.values()) await s.abort();

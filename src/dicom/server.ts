@@ -8,7 +8,7 @@ import { Association, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION, type Dim
 import { CommandField, Status, type Command } from './net/command.js';
 import { decodeDataset, encodeDataset, readPart10Info } from './net/dataset.js';
 import { DimseEndpoint } from './net/dimse.js';
-import type { AssociateRq, PresentationContextAc, RoleSelection } from './net/pdu.js';
+import type { AssociateAc, AssociateRj, AssociateRq, PresentationContextAc } from './net/pdu.js';
 import { storeInstances, storeOver, type OutboundInstance } from './scu.js';
 
 export interface AssociationInfo {
@@ -165,7 +165,7 @@ export class DicomServer {
     await closed;
   }
 
-  private negotiate(rq: AssociateRq, info: AssociationInfo): { accept: { calledAe: string; callingAe: string; contexts: PresentationContextAc[]; user: { maxPduLength: number; implementationClassUid: string; implementationVersion: string; roles: RoleSelection[] } } } | { reject: { result: number; source: number; reason: number } } {
+  private negotiate(rq: AssociateRq, info: AssociationInfo): { accept: AssociateAc } | { reject: AssociateRj } {
     const { handlers, log } = this.opts;
     info.callingAe = rq.callingAe;
     info.calledAe = rq.calledAe;

@@ -3,11 +3,11 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { tlsMaterial, type Config } from '../config/config.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { DicomServer } from '../dicom/server.js';
-import { openDatabase, type Database } from '../store/db.js';
-import { migrateToLatest } from '../store/migrations.js';
-import { FsBlobStore } from '../store/blobs.js';
-import { StudyIndex } from '../store/study-index.js';
-import { Ingestor } from '../store/ingest.js';
+import type { Database } from '../store/db.js';
+import type { FsBlobStore } from '../store/blobs.js';
+import type { StudyIndex } from '../store/study-index.js';
+import type { Ingestor } from '../store/ingest.js';
+import { openStore } from '../store/open-store.js';
 import { Metrics } from '../ops/metrics.js';
 import { opsRoutes } from '../ops/routes.js';
 import { dicomwebRoutes } from '../dicomweb/routes.js';
@@ -53,10 +53,8 @@ export class OpenDrimNode {
 
   async start(): Promise<this> {
     const { config, log, metrics } = this;
-    this.database = openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-    await migrateToLatest(this.database.db, this.database.dialect);
-    this.index = new StudyIndex(this.database.db, this.database.dialect);
-    this.blobs = new FsBlobStore(config.dataDir, { fsync: config.storage.fsync });
+    const store = await openStore(config, log);
+    ({ database: this.database, index: this.index, blobs: this.blobs, ingestor: this.ingestor } = store);
     const swept = await this.blobs.sweepTemp();
     if (swept) log.info({ swept }, 'removed temporary files left by an interrupted receive');
     this.audit = new AuditTrail(this.database.db, this.database.dialect, log.child({ component: 'audit' }));
@@ -71,7 +69,6 @@ export class OpenDrimNode {
       const exporter = this.atna;
       this.audit.onRecorded((r) => exporter.export(r));
     }
-    this.ingestor = new Ingestor(this.blobs, this.index, { duplicates: config.storage.duplicates, maxInstanceBytes: config.storage.maxInstanceBytes, log });
 
     const tlsFiles = tlsMaterial(config);
     const tlsServerOptions = tlsFiles ? { cert: tlsFiles.cert, key: tlsFiles.key, ca: tlsFiles.ca, requestCert: tlsFiles.requireClientCert, rejectUnauthorized: tlsFiles.requireClientCert, minVersion: 'TLSv1.2' as const } : undefined;

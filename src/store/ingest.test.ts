@@ -32,13 +32,31 @@ function encapsulatedPdf(bytes: number): { buf: Buffer; sop: string; study: stri
   return { buf: Buffer.from(dict.write()), sop, study };
 }
 
-test('an object without pixel data larger than the header prefix is indexed whole', async () => {
+
+/** A store in a temporary directory; `ingestor(policy)` builds an ingestor over it. */
+async function scratchStore() {
   const dir = mkdtempSync(path.join(tmpdir(), 'ingest-'));
   const database = openDatabase({ dataDir: dir });
   await migrateToLatest(database.db, database.dialect);
   const index = new StudyIndex(database.db, database.dialect);
   const blobs = new FsBlobStore(dir);
-  const ingestor = new Ingestor(blobs, index, { duplicates: 'keep', maxInstanceBytes: 1 << 30, log: createLogger('silent') });
+  const log = createLogger('silent');
+  return {
+    index,
+    blobs,
+    ingestor: (duplicates: 'keep' | 'overwrite' = 'keep') => new Ingestor(blobs, index, { duplicates, maxInstanceBytes: 1 << 30, log }),
+    async cleanup() {
+      await blobs.close();
+      await database.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+test('an object without pixel data larger than the header prefix is indexed whole', async () => {
+  const store = await scratchStore();
+  const { index } = store;
+  const ingestor = store.ingestor();
   try {
     const pdf = encapsulatedPdf(300_000);
     const w = ingestor.begin();
@@ -52,19 +70,13 @@ test('an object without pixel data larger than the header prefix is indexed whol
     assert.deepEqual(json['00420012'].Value, ['application/pdf'], 'attribute after the prefix is kept');
     assert.match(json['00420011'].BulkDataURI, /\/bulk\/00420011$/);
   } finally {
-    await blobs.close();
-    await database.close();
-    rmSync(dir, { recursive: true, force: true });
+    await store.cleanup();
   }
 });
 
 test('re-receiving an instance: kept by default, replaced with duplicates=overwrite', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'ingest-dup-'));
-  const database = openDatabase({ dataDir: dir });
-  await migrateToLatest(database.db, database.dialect);
-  const index = new StudyIndex(database.db, database.dialect);
-  const blobs = new FsBlobStore(dir);
-  const log = createLogger('silent');
+  const store = await scratchStore();
+  const { index, blobs } = store;
   try {
     const first = encapsulatedPdf(1000);
     const second = Buffer.from(first.buf.toString('latin1').replace('application/pdf', 'application/xyz'), 'latin1');
@@ -78,19 +90,17 @@ test('re-receiving an instance: kept by default, replaced with duplicates=overwr
       for await (const m of index.metadata({ studyUid: first.study })) rows.push(m);
       return JSON.parse(rows[0]!)['00420012'].Value[0];
     };
-    const keep = new Ingestor(blobs, index, { duplicates: 'keep', maxInstanceBytes: 1 << 20, log });
+    const keep = store.ingestor('keep');
     assert.equal((await put(keep, first.buf)).outcome, 'stored');
     assert.equal((await put(keep, second)).outcome, 'duplicate');
     assert.equal(await mime(), 'application/pdf');
-    const overwrite = new Ingestor(blobs, index, { duplicates: 'overwrite', maxInstanceBytes: 1 << 20, log });
+    const overwrite = store.ingestor('overwrite');
     assert.equal((await put(overwrite, second)).outcome, 'replaced');
     assert.equal(await mime(), 'application/xyz');
     assert.equal((await index.counts()).instances, 1);
     assert.deepEqual(await blobs.pendingTempFiles(), []);
   } finally {
-    await blobs.close();
-    await database.close();
-    rmSync(dir, { recursive: true, force: true });
+    await store.cleanup();
   }
 });
 
