@@ -33,7 +33,7 @@ async function startOpenDrim(extraEnv: Record<string, string> = {}): Promise<Run
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-opendrim-'));
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), 'start'], {
     cwd: root,
-    env: { ...process.env, OPENDRIM_DATA_DIR: dir, OPENDRIM_HTTP_PORT: String(http), OPENDRIM_DICOM_PORT: String(dicom), OPENDRIM_BIND: '127.0.0.1', OPENDRIM_ACCEPT_UNKNOWN_AE: 'true', OPENDRIM_LOG_LEVEL: 'warn', ...extraEnv },
+    env: { ...process.env, OPENDRIM_DATA_DIR: dir, OPENDRIM_HTTP_PORT: String(http), OPENDRIM_DICOM_PORT: String(dicom), OPENDRIM_HL7_PORT: '0', OPENDRIM_BIND: '127.0.0.1', OPENDRIM_ACCEPT_UNKNOWN_AE: 'true', OPENDRIM_LOG_LEVEL: 'warn', ...extraEnv },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   for (let i = 0; ; i++) {

@@ -51,7 +51,7 @@ describe('opendrim CLI', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'cli-start-'));
     const http = await freePort();
     const dicom = await freePort();
-    writeFileSync(path.join(dir, 'opendrim.yaml'), `httpPort: ${http}\ndicomPort: ${dicom}\nbind: 127.0.0.1\ndataDir: ${dir}/data\nlogLevel: warn\n`);
+    writeFileSync(path.join(dir, 'opendrim.yaml'), `httpPort: ${http}\ndicomPort: ${dicom}\nhl7:\n  port: 0\nbind: 127.0.0.1\ndataDir: ${dir}/data\nlogLevel: warn\n`);
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), 'start', '--config', path.join(dir, 'opendrim.yaml')], { cwd: root, stdio: 'ignore' });
     try {
       let health: Response | undefined;

@@ -31,7 +31,7 @@ Options:
   -h, --help                    this help
   -v, --version                 print the version
 
-Environment: OPENDRIM_HTTP_PORT, OPENDRIM_DICOM_PORT, OPENDRIM_AE_TITLE, OPENDRIM_DATA_DIR, OPENDRIM_BIND,
+Environment: OPENDRIM_HTTP_PORT, OPENDRIM_DICOM_PORT, OPENDRIM_HL7_PORT, OPENDRIM_AE_TITLE, OPENDRIM_DATA_DIR, OPENDRIM_BIND,
 OPENDRIM_PEERS (AE@host:port,...), OPENDRIM_LOG_LEVEL, DATABASE_URL (postgres://... for PostgreSQL).
 See docs/configuration.md.`;
 

@@ -94,6 +94,43 @@ export const ConfigSchema = z
       .strict()
       .default({ maxQidoResults: 1000, maxStowBytes: 8 * 1024 ** 3, anonymousFrom: ['127.0.0.0/8', '::1/128'] }),
     peers: z.array(PeerSchema).default([]),
+    /** HL7 v2 over MLLP listener (reports from the RIS, orders, ADT). */
+    hl7: z
+      .object({
+        port: z.number().int().min(0).max(65535).default(2575),
+        enabled: z.boolean().default(true),
+        /** Largest message accepted (an ORU with a base64 PDF report is a few MB). */
+        maxMessageBytes: z.number().int().positive().default(32 * 1024 * 1024),
+        /** Application/facility written in our ACKs (MSH-3/4). */
+        application: z.string().default('OPENDRIM'),
+        facility: z.string().default(''),
+      })
+      .strict()
+      .default({ port: 2575, enabled: true, maxMessageBytes: 32 * 1024 * 1024, application: 'OPENDRIM', facility: '' }),
+    /** DRIMbox source function: reports from the RIS are published to the DMP with a KOS manifest of the exam. */
+    source: z
+      .object({
+        /** AE title (one of `peers`) of the local PACS holding the exams. */
+        pacs: z.string().min(1),
+        dmp: z
+          .object({
+            registryUrl: z.string().url(),
+            repositoryUrl: z.string().url(),
+          })
+          .strict(),
+        /** The structure publishing (FINESS and name), used as author institution when the report lacks one. */
+        organisation: z.object({ finess: z.string().min(1), name: z.string().min(1) }).strict(),
+        /** OID under which this box makes submission set uniqueIds, and its XDS sourceId. */
+        sourceOid: z.string().regex(/^[0-2](\.(0|[1-9][0-9]*))+$/, 'must be an OID').default('1.2.826.0.1.3680043.10.1355.2'),
+        /** Retrieve Location UID written in manifests (identifies this box as Imaging Document Source). */
+        retrieveLocationUid: z.string().regex(/^[0-2](\.(0|[1-9][0-9]*))+$/, 'must be a UID').default('1.2.826.0.1.3680043.10.1355.3'),
+        /** Viewer link template carried with each publication; {studyUid} and {accessionNumber} are replaced. */
+        viewerUrlTemplate: z.string().optional(),
+        healthcareFacilityTypeCode: z.object({ code: z.string(), scheme: z.string(), display: z.string().optional() }).default({ code: 'SA07', scheme: '1.2.250.1.71.4.2.4', display: 'Cabinet de radiologie' }),
+        practiceSettingCode: z.object({ code: z.string(), scheme: z.string(), display: z.string().optional() }).default({ code: 'ETABLISSEMENT', scheme: '1.2.250.1.213.1.1.4.9', display: 'Etablissement de santé' }),
+      })
+      .strict()
+      .optional(),
     audit: z
       .object({
         /** IHE ATNA export: each audit record also goes to this syslog collector (RFC 5424 over TCP, TLS per RFC 5425). */
@@ -138,6 +175,7 @@ const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 
   OPENDRIM_TLS_REQUIRE_CLIENT_CERT: { key: 'tls.requireClientCert', kind: 'bool' },
   OPENDRIM_DICOMWEB_ANONYMOUS_FROM: { key: 'dicomweb.anonymousFrom', kind: 'list' },
   OPENDRIM_PEERS: { key: 'peers', kind: 'peers' },
+  OPENDRIM_HL7_PORT: { key: 'hl7.port', kind: 'int' },
   DATABASE_URL: { key: 'databaseUrl', kind: 'string' },
 };
 
@@ -245,6 +283,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     if (seen.has(p.aeTitle)) throw new ConfigError(`invalid configuration: peers: AE title ${p.aeTitle} is listed twice`);
     seen.add(p.aeTitle);
   }
+  if (cfg.source && !cfg.peers.some((p) => p.aeTitle === cfg.source!.pacs)) throw new ConfigError(`invalid configuration: source.pacs: ${cfg.source.pacs} is not one of the configured peers`);
   return cfg;
 }
 

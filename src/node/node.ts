@@ -15,6 +15,13 @@ import { dimseHandlers } from './dimse-service.js';
 import { AuditTrail } from '../audit/audit-trail.js';
 import { auditRoutes } from '../audit/routes.js';
 import { AtnaExporter } from '../audit/atna.js';
+import { MllpServer } from '../hl7/mllp.js';
+import type { Hl7Message } from '../hl7/message.js';
+import { XdsClient } from '../xds/client.js';
+import { PacsGateway } from '../source/pacs.js';
+import { ReportPublisher } from '../source/publisher.js';
+import { rejectionNoteListener, sourceHl7Handler } from '../source/triggers.js';
+import { remoteFor } from './peers.js';
 
 export const VERSION = '0.1.0';
 
@@ -33,6 +40,8 @@ export class OpenDrimNode {
   atna: AtnaExporter | undefined;
   dicom!: DicomServer;
   http!: FastifyInstance;
+  hl7: MllpServer | undefined;
+  publisher: ReportPublisher | undefined;
   private shuttingDown = false;
 
   constructor(
@@ -45,6 +54,10 @@ export class OpenDrimNode {
   get httpPort(): number {
     const a = this.http.server.address();
     return typeof a === 'object' && a ? a.port : this.config.httpPort;
+  }
+
+  get hl7Port(): number | undefined {
+    return this.hl7?.port;
   }
 
   get dicomPort(): number {
@@ -105,15 +118,62 @@ export class OpenDrimNode {
 
     await this.dicom.listen();
     await this.http.listen({ port: config.httpPort, host: config.bind });
-    log.info({ aeTitle: config.aeTitle, dicomPort: this.dicomPort, dicomTlsPort: this.dicom.tlsPort, https: Boolean(tlsServerOptions), httpPort: this.httpPort, bind: config.bind, database: this.database.dialect, dataDir: config.dataDir }, 'OpenDRIM node started');
+    if (config.source) this.publisher = this.startSource(config.source, tlsFiles);
+    if (config.hl7.enabled) {
+      const handlers = this.publisher ? [sourceHl7Handler(this.publisher, log.child({ component: 'source' }))] : [];
+      this.hl7 = new MllpServer({
+        host: config.bind,
+        port: config.hl7.port,
+        maxMessageBytes: config.hl7.maxMessageBytes,
+        application: config.hl7.application,
+        facility: config.hl7.facility,
+        log: log.child({ component: 'hl7' }),
+        handler: async (msg: Hl7Message, ctx) => {
+          for (const h of handlers) {
+            const reply = await h(msg, ctx);
+            if (reply) return reply;
+          }
+          if (/^(ORU\^R01|MDM\^T|OMI\^O23)/.test(msg.type)) return { code: 'AE', errors: [{ code: '207', text: `${msg.type} received but the source function is not configured on this node (source section)` }] };
+          return { code: 'AR', errors: [{ code: '200', text: `message type ${msg.type} is not handled by this node`, location: 'MSH-9' }] };
+        },
+      });
+      await this.hl7.listen();
+    }
+    log.info({ aeTitle: config.aeTitle, hl7Port: this.hl7Port, source: Boolean(this.publisher), dicomPort: this.dicomPort, dicomTlsPort: this.dicom.tlsPort, https: Boolean(tlsServerOptions), httpPort: this.httpPort, bind: config.bind, database: this.database.dialect, dataDir: config.dataDir }, 'OpenDRIM node started');
     return this;
+  }
+
+  /** The source function: reports from the RIS published to the DMP with a manifest of the exam in the local PACS. */
+  private startSource(source: NonNullable<Config['source']>, tlsFiles: ReturnType<typeof tlsMaterial>): ReportPublisher {
+    const { config, log } = this;
+    const pacsPeer = config.peers.find((p) => p.aeTitle === source.pacs)!;
+    const base = config.publicUrl ?? `${tlsFiles ? 'https' : 'http'}://${config.bind === '0.0.0.0' ? os.hostname() : config.bind}:${this.httpPort}`;
+    const publisher = new ReportPublisher({
+      db: this.database.db,
+      pacs: new PacsGateway(remoteFor(config, pacsPeer), config.aeTitle),
+      xds: new XdsClient({ registryUrl: source.dmp.registryUrl, repositoryUrl: source.dmp.repositoryUrl, tls: tlsFiles ? { cert: tlsFiles.cert, key: tlsFiles.key, ca: tlsFiles.ca } : undefined }),
+      audit: this.audit,
+      log: log.child({ component: 'source' }),
+      settings: {
+        retrieveAeTitle: config.aeTitle,
+        retrieveLocationUid: source.retrieveLocationUid,
+        wadoRsBase: `${base.replace(/\/$/, '')}/dicom-web`,
+        viewerUrlTemplate: source.viewerUrlTemplate,
+        sourceOid: source.sourceOid,
+        organisation: source.organisation,
+        healthcareFacilityTypeCode: source.healthcareFacilityTypeCode,
+        practiceSettingCode: source.practiceSettingCode,
+      },
+    });
+    this.ingestor.onStored(rejectionNoteListener(publisher, log.child({ component: 'source' })));
+    return publisher;
   }
 
   /** Stops accepting work, lets associations and requests in flight finish, then closes the index. */
   async close(graceMs = 10_000): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
-    await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close()]);
+    await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close(), this.hl7?.close(graceMs)]);
     await this.blobs?.close();
     await this.audit?.flush();
     await this.atna?.close();

@@ -72,7 +72,32 @@ export interface AuditTable {
   prev_hash: string;
   hash: string;
 }
+export interface PublicationTable {
+  set_id: string;
+  study_uid: string;
+  accession_number: string | null;
+  patient_id: string;
+  status: string;
+  report_version: number;
+  report_entry_uuid: string;
+  report_unique_id: string;
+  kos_entry_uuid: string;
+  kos_unique_id: string;
+  kos_instances: number;
+  content_digest: string;
+  metadata: string;
+  created_at: string;
+  updated_at: string;
+}
+export interface RejectedInstanceTable {
+  sop_uid: string;
+  study_uid: string;
+  reason: string;
+  at: string;
+}
 export interface DB {
+  publications: PublicationTable;
+  rejected_instances: RejectedInstanceTable;
   audit_events: AuditTable;
   patients: PatientTable;
   studies: StudyTable;

@@ -107,6 +107,44 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.dropTable('audit_events').execute();
       },
     },
+    '0003_source': {
+      async up(db: Kysely<any>) {
+        // One row per published report (CDA setId): what is in the DMP now, to replace or withdraw it later.
+        await db.schema
+          .createTable('publications')
+          .addColumn('set_id', 'text', (c) => c.primaryKey())
+          .addColumn('study_uid', 'text', (c) => c.notNull())
+          .addColumn('accession_number', 'text')
+          .addColumn('patient_id', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('report_version', 'integer', (c) => c.notNull())
+          .addColumn('report_entry_uuid', 'text', (c) => c.notNull())
+          .addColumn('report_unique_id', 'text', (c) => c.notNull())
+          .addColumn('kos_entry_uuid', 'text', (c) => c.notNull())
+          .addColumn('kos_unique_id', 'text', (c) => c.notNull())
+          .addColumn('kos_instances', 'integer', (c) => c.notNull())
+          .addColumn('content_digest', 'text', (c) => c.notNull())
+          .addColumn('metadata', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('publications_study').on('publications').column('study_uid').execute();
+        await db.schema.createIndex('publications_accession').on('publications').column('accession_number').execute();
+        // Instances rejected by an IOCM rejection note: left out of manifests even while the PACS still holds them.
+        await db.schema
+          .createTable('rejected_instances')
+          .addColumn('sop_uid', 'text', (c) => c.primaryKey())
+          .addColumn('study_uid', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('rejected_study').on('rejected_instances').column('study_uid').execute();
+      },
+      async down(db: Kysely<any>) {
+        await db.schema.dropTable('rejected_instances').execute();
+        await db.schema.dropTable('publications').execute();
+      },
+    },
   };
 }
 

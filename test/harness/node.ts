@@ -10,7 +10,7 @@ export async function startTestNode(overrides: Record<string, unknown> = {}, dat
   const dataDir = mkdtempSync(path.join(tmpdir(), 'opendrim-node-'));
   const config = loadConfig({
     env: {},
-    overrides: { bind: '127.0.0.1', httpPort: 0, dicomPort: 0, dataDir, ...(databaseUrl ? { databaseUrl } : {}), ...overrides },
+    overrides: { bind: '127.0.0.1', httpPort: 0, dicomPort: 0, 'hl7.port': 0, dataDir, ...(databaseUrl ? { databaseUrl } : {}), ...overrides },
   });
   const node = new OpenDrimNode(config, createLogger(process.env.OPENDRIM_TEST_LOG ?? 'silent'));
   await node.start();

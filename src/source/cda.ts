@@ -1,0 +1,135 @@
+import { arr, parseXml, text, XmlError } from '../xds/xml.js';
+import { FrOid, INS_OIDS } from '../xds/vocabulary.js';
+
+/** What the source function needs from a CI-SIS imaging report (CDA R2 level 1, LOINC 18748-4) header. */
+export interface ImagingReport {
+  /** ClinicalDocument/id: root, or root^extension. */
+  uniqueId: string;
+  setId: string;
+  version: number;
+  title: string;
+  code: { code: string; scheme: string; display?: string };
+  /** CDA effectiveTime (HL7 TS with offset). */
+  effectiveTime: string;
+  confidentiality: string;
+  patient: { ins?: { id: string; oid: string }; ipp?: { id: string; oid: string }; family?: string; given?: string; birthDate?: string; sex?: string };
+  author?: Practitioner;
+  legalAuthenticator?: Practitioner;
+  organisation?: { finess?: string; name?: string };
+  studyUid?: string;
+  accessionNumber?: string;
+  /** serviceEvent/code: the exam (region/procedure), scheme 1.2.250.1.213.2.5 in CI-SIS. */
+  exam?: { code: string; scheme: string; display?: string };
+  serviceStart?: string;
+  serviceStop?: string;
+}
+
+export interface Practitioner {
+  rpps?: string;
+  family?: string;
+  given?: string;
+  specialty?: { code: string; scheme: string; display?: string };
+  organisation?: { finess?: string; name?: string };
+}
+
+export class CdaError extends Error {
+  override name = 'CdaError';
+}
+
+const attr = (n: any, a: string): string | undefined => (n?.[`@_${a}`] !== undefined ? String(n[`@_${a}`]) : undefined);
+
+function practitioner(assigned: any): Practitioner | undefined {
+  if (!assigned) return undefined;
+  const id = arr(assigned.id).find((i) => attr(i, 'root') === FrOid.rpps) ?? arr(assigned.id)[0];
+  const person = assigned.assignedPerson ?? assigned.assignedAuthor?.assignedPerson;
+  const name = arr(person?.name)[0];
+  const org = assigned.representedOrganization;
+  const orgId = arr(org?.id).find((i) => attr(i, 'root') === FrOid.finess);
+  const code = assigned.code;
+  return {
+    rpps: attr(id, 'extension'),
+    family: text(arr(name?.family)[0]) || undefined,
+    given: text(arr(name?.given)[0]) || undefined,
+    specialty: code ? { code: attr(code, 'code') ?? '', scheme: attr(code, 'codeSystem') ?? '', display: attr(code, 'displayName') } : undefined,
+    organisation: org ? { finess: attr(orgId, 'extension'), name: text(arr(org.name)[0]) || undefined } : undefined,
+  };
+}
+
+/** Reads the header of a CDA document (hardened XML parsing: no DTD, bounded size and depth). */
+export function readImagingReport(xml: string | Buffer): ImagingReport {
+  let doc: Record<string, any>;
+  try {
+    doc = parseXml(typeof xml === 'string' ? xml : xml.toString('utf8'), { maxBytes: 64 * 1024 * 1024, maxDepth: 200 });
+  } catch (e) {
+    throw new CdaError(`the CDA report is not readable XML: ${(e as XmlError).message}`);
+  }
+  const cd = doc.ClinicalDocument;
+  if (!cd) throw new CdaError('the document is not a CDA ClinicalDocument');
+  const id = arr(cd.id)[0];
+  const root = attr(id, 'root');
+  if (!root) throw new CdaError('ClinicalDocument/id has no root');
+  const setId = attr(arr(cd.setId)[0] ?? cd.setId, 'root');
+  if (!setId) throw new CdaError('ClinicalDocument/setId is missing');
+  const code = cd.code;
+  if (!code) throw new CdaError('ClinicalDocument/code is missing');
+  const effective = attr(cd.effectiveTime, 'value');
+  if (!effective) throw new CdaError('ClinicalDocument/effectiveTime is missing');
+
+  const role = cd.recordTarget?.patientRole;
+  if (!role) throw new CdaError('recordTarget/patientRole is missing');
+  const ids = arr(role.id);
+  const insId = ids.find((i) => INS_OIDS.includes(attr(i, 'root') ?? ''));
+  const ippId = ids.find((i) => i !== insId && attr(i, 'extension'));
+  const names = arr(role.patient?.name)[0];
+  const birthFamily = arr(names?.family).find((f) => attr(f, 'qualifier') === 'BR') ?? arr(names?.family)[0];
+  const birthGiven = arr(names?.given).find((g) => attr(g, 'qualifier') === 'BR') ?? arr(names?.given)[0];
+
+  const event = arr(cd.documentationOf)[0]?.serviceEvent;
+  const studyId = arr(event?.id)[0];
+  const order = arr(cd.inFulfillmentOf)[0]?.order;
+  const orderId = arr(order?.id)[0];
+  const eventCode = event?.code;
+  const author = arr(cd.author)[0];
+  const custodian = cd.custodian?.assignedCustodian?.representedCustodianOrganization;
+
+  const authorP = practitioner(author?.assignedAuthor);
+  return {
+    uniqueId: attr(id, 'extension') ? `${root}^${attr(id, 'extension')}` : root,
+    setId: attr(arr(cd.setId)[0] ?? cd.setId, 'extension') ? `${setId}^${attr(arr(cd.setId)[0] ?? cd.setId, 'extension')}` : setId,
+    version: Number(attr(cd.versionNumber, 'value') ?? '1') || 1,
+    title: text(cd.title) || attr(code, 'displayName') || "Compte rendu d'imagerie",
+    code: { code: attr(code, 'code') ?? '', scheme: attr(code, 'codeSystem') ?? '', display: attr(code, 'displayName') },
+    effectiveTime: effective,
+    confidentiality: attr(cd.confidentialityCode, 'code') ?? 'N',
+    patient: {
+      ins: insId ? { id: attr(insId, 'extension') ?? '', oid: attr(insId, 'root')! } : undefined,
+      ipp: ippId ? { id: attr(ippId, 'extension')!, oid: attr(ippId, 'root') ?? '' } : undefined,
+      family: text(birthFamily) || undefined,
+      given: text(birthGiven) || undefined,
+      birthDate: attr(role.patient?.birthTime, 'value'),
+      sex: attr(role.patient?.administrativeGenderCode, 'code'),
+    },
+    author: authorP,
+    legalAuthenticator: practitioner(cd.legalAuthenticator?.assignedEntity),
+    organisation: custodian ? { finess: attr(arr(custodian.id).find((i) => attr(i, 'root') === FrOid.finess), 'extension'), name: text(arr(custodian.name)[0]) || undefined } : authorP?.organisation,
+    // In CI-SIS the study is serviceEvent/id with root = StudyInstanceUID (no extension).
+    studyUid: studyId && !attr(studyId, 'extension') ? attr(studyId, 'root') : attr(studyId, 'extension'),
+    accessionNumber: attr(orderId, 'extension'),
+    exam: eventCode && attr(eventCode, 'code') ? { code: attr(eventCode, 'code')!, scheme: attr(eventCode, 'codeSystem') ?? '', display: attr(eventCode, 'displayName') } : undefined,
+    serviceStart: attr(event?.effectiveTime?.low, 'value'),
+    serviceStop: attr(event?.effectiveTime?.high, 'value'),
+  };
+}
+
+/** HL7 TS ("20210108111700+0100") → XDS DTM in UTC ("20210108101700"). */
+export function tsToUtcDtm(ts: string | undefined): string | undefined {
+  if (!ts) return undefined;
+  const m = /^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?([+-]\d{4})?$/.exec(ts.trim());
+  if (!m) return undefined;
+  if (!m[7] || !m[4]) return ts.slice(0, 14).replace(/\D.*$/, '');
+  const iso = `${m[1]}-${m[2] ?? '01'}-${m[3] ?? '01'}T${m[4]}:${m[5] ?? '00'}:${m[6] ?? '00'}${m[7].slice(0, 3)}:${m[7].slice(3)}`;
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return undefined;
+  const full = d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
+  return full.slice(0, 8 + (m[4] ? 2 : 0) + (m[5] ? 2 : 0) + (m[6] ? 2 : 0));
+}
