@@ -25,6 +25,8 @@ Commands:
   import DIR                    import every DICOM file under DIR into this node's store
   audit verify                  check the audit trail's hash chain (exit 1 if a record was altered or removed)
   config                        print the effective configuration (after file and environment)
+  dmp [--port N] [--data-dir D] run the DMP stand-in (IHE XDS.b registry + repository, for tests and demos;
+                                not the national DMP): /registry and /repository on 127.0.0.1
 
 Options:
   -c, --config FILE             configuration file (YAML or JSON); environment variables override it
@@ -55,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, port: { type: 'string' }, 'data-dir': { type: 'string' }, bind: { type: 'string' } },
   });
   if (values.help) {
     console.log(HELP);
@@ -66,6 +68,20 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const [command = 'start', ...args] = positionals;
+  if (command === 'dmp') {
+    // The stand-in is a simulator, loaded only when asked for: product code never imports it.
+    const { DmpServer } = await import('./simulators/dmp/server.js');
+    const port = Number(values.port ?? 8090);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`--port: "${values.port}" is not a port number`);
+    const dmp = await new DmpServer({ host: values.bind ?? '127.0.0.1', port, dataDir: path.resolve(values['data-dir'] ?? './data-dmp'), databaseUrl: process.env.DMP_DATABASE_URL, log: createLogger(process.env.OPENDRIM_LOG_LEVEL ?? 'info', 'dmp-standin') }).start();
+    console.log(`DMP stand-in listening: registry ${dmp.url}/registry, repository ${dmp.url}/repository`);
+    await new Promise<void>((resolve) => {
+      const stop = () => void dmp.close().then(resolve, resolve);
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    return 0;
+  }
   const config = loadConfig({ file: values.config });
   switch (command) {
     case 'start': {
