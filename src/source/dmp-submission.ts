@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { cx, xdsTime, type Author, type Code, type DocumentEntry, type SubmissionSet } from '../xds/metadata.js';
+import { cx, xdsTime, type Association, type Author, type Code, type DocumentEntry, type SubmissionSet } from '../xds/metadata.js';
 import { AssociationType, FrOid } from '../xds/vocabulary.js';
 import type { ImagingReport, Practitioner } from './cda.js';
 import { tsToUtcDtm } from './cda.js';
@@ -141,9 +141,10 @@ export function buildSubmission(input: SubmissionInput, ctx: SubmissionContext) 
     authors: [author],
   };
   const docs = input.manifestOnly ? [manifestEntry] : [reportEntry, manifestEntry];
-  const associations = docs.map((d, i) => ({ id: `urn:uuid:${randomUUID()}`, type: AssociationType.hasMember, sourceObject: ss.entryUUID, targetObject: d.entryUUID, slots: { SubmissionSetStatus: ['Original'] } }));
-  if (input.replaces?.report && !input.manifestOnly) associations.push({ id: `urn:uuid:${randomUUID()}`, type: AssociationType.replace, sourceObject: reportEntry.entryUUID, targetObject: input.replaces.report } as any);
-  if (input.replaces?.manifest) associations.push({ id: `urn:uuid:${randomUUID()}`, type: AssociationType.replace, sourceObject: manifestEntry.entryUUID, targetObject: input.replaces.manifest } as any);
+  const associations: Association[] = docs.map((d) => ({ id: `urn:uuid:${randomUUID()}`, type: AssociationType.hasMember, sourceObject: ss.entryUUID, targetObject: d.entryUUID, slots: { SubmissionSetStatus: ['Original'] } }));
+  const replace = (source: DocumentEntry, target: string) => associations.push({ id: `urn:uuid:${randomUUID()}`, type: AssociationType.replace, sourceObject: source.entryUUID, targetObject: target });
+  if (input.replaces?.report && !input.manifestOnly) replace(reportEntry, input.replaces.report);
+  if (input.replaces?.manifest) replace(manifestEntry, input.replaces.manifest);
   const documents = new Map<string, Buffer>();
   if (!input.manifestOnly) documents.set(reportEntry.entryUUID, input.cda);
   documents.set(manifestEntry.entryUUID, input.manifest.part10);

@@ -89,11 +89,12 @@ export class ReportPublisher {
     const studyUid = await this.locate({ studyUid: report.studyUid, accessionNumber: report.accessionNumber ?? req.accessionNumber });
     const study = await this.content(studyUid);
     const previous = existing?.status === 'published' ? (JSON.parse(existing.metadata) as PublicationState) : undefined;
+    const ipp = req.patientIds.find((p) => p.type === 'PI' && p.oid);
     const state: Omit<PublicationState, 'reportEntry' | 'manifestEntry'> = {
       report,
       visibility: req.visibility,
       patientId: cx(ins.id, ins.oid),
-      sourcePatientId: req.patientIds.find((p) => p.type === 'PI' && p.oid) ? cx(req.patientIds.find((p) => p.type === 'PI')!.id, req.patientIds.find((p) => p.type === 'PI')!.oid) : undefined,
+      sourcePatientId: ipp ? cx(ipp.id, ipp.oid) : undefined,
       insIssuer: ins.namespace ?? ISSUER[ins.oid] ?? 'INS',
     };
     const sub = await this.submit(state, study, { replaces: previous ? { report: previous.reportEntry.entryUUID, manifest: previous.manifestEntry.entryUUID } : undefined }, req.cda);
