@@ -77,6 +77,20 @@ export interface SubmissionInput {
   manifestOnly?: boolean;
 }
 
+/** A submission set for this structure and patient (also used alone, for ITI-57 status updates). */
+export function buildSubmissionSet(report: ImagingReport, patientId: string, ctx: SubmissionContext): SubmissionSet {
+  return {
+    entryUUID: `urn:uuid:${randomUUID()}`,
+    uniqueId: `${ctx.sourceOid}.${Date.now()}.${Math.floor(Math.random() * 1e9)}`,
+    sourceId: ctx.sourceOid,
+    patientId,
+    submissionTime: xdsTime(),
+    contentTypeCode: { code: report.code.code || '18748-4', scheme: report.code.scheme || FrOid.loinc, display: report.code.display ?? "CR d'imagerie médicale" },
+    title: report.title,
+    authors: [authorOf(report, ctx)],
+  };
+}
+
 export function buildSubmission(input: SubmissionInput, ctx: SubmissionContext) {
   const { report, study } = input;
   const author = authorOf(report, ctx);
@@ -130,16 +144,7 @@ export function buildSubmission(input: SubmissionInput, ctx: SubmissionContext) 
     hash: createHash('sha1').update(input.manifest.part10).digest('hex'),
     size: input.manifest.part10.length,
   };
-  const ss: SubmissionSet = {
-    entryUUID: `urn:uuid:${randomUUID()}`,
-    uniqueId: `${ctx.sourceOid}.${Date.now()}.${Math.floor(Math.random() * 1e9)}`,
-    sourceId: ctx.sourceOid,
-    patientId: input.patientId,
-    submissionTime: xdsTime(),
-    contentTypeCode: { code: report.code.code || '18748-4', scheme: report.code.scheme || FrOid.loinc, display: report.code.display ?? "CR d'imagerie médicale" },
-    title: report.title,
-    authors: [author],
-  };
+  const ss = buildSubmissionSet(report, input.patientId, ctx);
   const docs = input.manifestOnly ? [manifestEntry] : [reportEntry, manifestEntry];
   const associations: Association[] = docs.map((d) => ({ id: `urn:uuid:${randomUUID()}`, type: AssociationType.hasMember, sourceObject: ss.entryUUID, targetObject: d.entryUUID, slots: { SubmissionSetStatus: ['Original'] } }));
   const replace = (source: DocumentEntry, target: string) => associations.push({ id: `urn:uuid:${randomUUID()}`, type: AssociationType.replace, sourceObject: source.entryUUID, targetObject: target });

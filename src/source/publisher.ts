@@ -6,7 +6,7 @@ import { cx, xdsTime, type DocumentEntry } from '../xds/metadata.js';
 import type { XdsClient } from '../xds/client.js';
 import { FrOid, INS_OIDS, Status } from '../xds/vocabulary.js';
 import { CdaError, readImagingReport, type ImagingReport } from './cda.js';
-import { buildSubmission, type SubmissionContext, type Visibility } from './dmp-submission.js';
+import { buildSubmission, buildSubmissionSet, type SubmissionContext, type Visibility } from './dmp-submission.js';
 import { buildManifest, contentDigest, type StudyContent } from './manifest.js';
 import type { PacsGateway } from './pacs.js';
 
@@ -120,7 +120,7 @@ export class ReportPublisher {
     if (!pub) throw new PublishError('no published report matches this withdrawal (CDA setId or accession number)', req.cda ? 'OBX-5' : 'OBR-18');
     if (pub.status === 'withdrawn') return { result: 'withdrawn', setId: pub.set_id, studyUid: pub.study_uid };
     const state = JSON.parse(pub.metadata) as PublicationState;
-    const ss = buildSubmission({ report: state.report, cda: Buffer.alloc(0), study: { studyUid: pub.study_uid, series: [] }, manifest: { sopInstanceUid: '0', part10: Buffer.alloc(0) }, patientId: state.patientId, visibility: state.visibility }, this.deps.settings).submissionSet;
+    const ss = buildSubmissionSet(state.report, state.patientId, this.deps.settings);
     await this.call(() =>
       this.deps.xds.updateStatus(ss, [
         { entryUUID: pub!.report_entry_uuid, from: Status.approved, to: Status.deprecated },
