@@ -131,6 +131,47 @@ export const ConfigSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * The DRIMbox-to-DRIMbox exchange port: WADO-RS of this box's exams for other DRIMboxes (mutual TLS with
+     * tls.cert/key/ca, peers listed in the signed trust list, a professional token on every request), and the
+     * identity this box uses when it calls other boxes.
+     */
+    exchange: z
+      .object({
+        port: z.number().int().min(0).max(65535).default(8443),
+        /** Base URL other boxes reach this port under (written in KOS Retrieve URLs); derived from bind/port when absent. */
+        publicUrl: z.string().url().optional(),
+        /** This box's domain, as the trust list names it: the issuer of the professional tokens it signs. */
+        domain: z.string().min(1),
+        trustList: z
+          .object({
+            /** The signed list (JWS compact serialisation). */
+            file: z.string().min(1),
+            /** PEM certificate or public key of the list authority. */
+            authority: z.string().min(1),
+            /** How often the file is read again (a list that does not verify leaves the previous one in force). */
+            reloadMinutes: z.number().positive().default(60),
+          })
+          .strict(),
+        /** Longest professional token lifetime accepted from a calling box. */
+        maxTokenLifetimeSeconds: z.number().int().positive().max(3600).default(600),
+        /** AE title (one of `peers`) of the PACS the served exams are fetched from; defaults to source.pacs. */
+        pacs: z.string().min(1).optional(),
+        /** How exams missing from the store are brought from that PACS. */
+        pacsRetrieve: z.enum(['C-GET', 'C-MOVE']).default('C-GET'),
+        cache: z
+          .object({
+            maxGigabytes: z.number().positive().default(100),
+            maxAgeHours: z.number().positive().default(24 * 7),
+            /** A study used this recently is never evicted (it may be streaming, here or on another node). */
+            minResidencyMinutes: z.number().nonnegative().default(30),
+            sweepMinutes: z.number().positive().default(10),
+          })
+          .strict()
+          .default({ maxGigabytes: 100, maxAgeHours: 24 * 7, minResidencyMinutes: 30, sweepMinutes: 10 }),
+      })
+      .strict()
+      .optional(),
     audit: z
       .object({
         /** IHE ATNA export: each audit record also goes to this syslog collector (RFC 5424 over TCP, TLS per RFC 5425). */
@@ -176,6 +217,7 @@ const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 
   OPENDRIM_DICOMWEB_ANONYMOUS_FROM: { key: 'dicomweb.anonymousFrom', kind: 'list' },
   OPENDRIM_PEERS: { key: 'peers', kind: 'peers' },
   OPENDRIM_HL7_PORT: { key: 'hl7.port', kind: 'int' },
+  OPENDRIM_EXCHANGE_PORT: { key: 'exchange.port', kind: 'int' },
   DATABASE_URL: { key: 'databaseUrl', kind: 'string' },
 };
 
@@ -282,6 +324,15 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   for (const p of cfg.peers) {
     if (seen.has(p.aeTitle)) throw new ConfigError(`invalid configuration: peers: AE title ${p.aeTitle} is listed twice`);
     seen.add(p.aeTitle);
+  }
+  if (cfg.exchange) {
+    if (!cfg.tls?.ca) throw new ConfigError('invalid configuration: exchange needs tls.cert, tls.key and tls.ca (DRIMboxes authenticate each other with mutual TLS)');
+    for (const k of ['file', 'authority'] as const) {
+      const f = cfg.exchange.trustList[k];
+      if (!existsSync(f)) throw new ConfigError(`invalid configuration: exchange.trustList.${k}: file ${f} does not exist`);
+    }
+    const pacs = cfg.exchange.pacs;
+    if (pacs && !cfg.peers.some((p) => p.aeTitle === pacs)) throw new ConfigError(`invalid configuration: exchange.pacs: ${pacs} is not one of the configured peers`);
   }
   if (cfg.source && !cfg.peers.some((p) => p.aeTitle === cfg.source!.pacs)) throw new ConfigError(`invalid configuration: source.pacs: ${cfg.source.pacs} is not one of the configured peers`);
   return cfg;

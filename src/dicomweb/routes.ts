@@ -4,16 +4,14 @@ import type { Config } from '../config/config.js';
 import { anonymousNetworkGuard, clientAddress } from '../common/access.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import type { Logger } from '../common/log.js';
-import { UNCOMPRESSED_SYNTAXES, fileMetaHeader, type DicomJson } from '../dicom/part10.js';
-import { convertDataset } from '../dicom/net/dataset.js';
-import { toNative } from '../dicom/transcode.js';
-import { readFile } from 'node:fs/promises';
+import { UNCOMPRESSED_SYNTAXES, type DicomJson } from '../dicom/part10.js';
 import type { StudyIndex, StoredInstance } from '../store/study-index.js';
 import { QueryError } from '../store/study-index.js';
 import type { BlobStore, BlobWriter } from '../store/blobs.js';
 import { IngestError, type Ingestor, type IngestResult } from '../store/ingest.js';
 import type { Metrics } from '../ops/metrics.js';
 import { multipartStream, newBoundary, parseMediaType, parseMultipart, MultipartError } from './multipart.js';
+import { HttpError, UID, acceptList, checkUids, requestedSyntaxes, sendInstances, sendMetadata, targetOf, describeTarget, type WadoParams } from './wado.js';
 import { parseQido, shapeResult } from './qido.js';
 import { PixelError, readElementBytes, readFrames, renderFrame } from './pixels.js';
 
@@ -27,35 +25,7 @@ export interface DicomwebDeps {
   audit?: AuditTrail;
 }
 
-type Params = { study?: string; series?: string; instance?: string; frames?: string; tag?: string };
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-const UID = /^[0-9.]{1,64}$/;
-
-function checkUids(p: Params): void {
-  for (const k of ['study', 'series', 'instance'] as const) {
-    const v = p[k];
-    if (v !== undefined && !UID.test(v)) throw new HttpError(400, `${k} UID "${v.slice(0, 80)}" is not a valid DICOM UID`);
-  }
-}
-
-/** PS3.18 8.7.3: what the client accepts, as (type, params) pairs. */
-function acceptList(req: FastifyRequest): Array<{ type: string; params: Record<string, string> }> {
-  const header = req.headers.accept ?? '*/*';
-  return header.split(/,(?=\s*[a-z*]+\/)/i).map((a) => parseMediaType(a));
-}
-
-function acceptsDicomMultipart(req: FastifyRequest, partType: string): boolean {
-  return acceptList(req).some(({ type, params }) => type === '*/*' || type === 'multipart/*' || (type === 'multipart/related' && (!params.type || params.type === partType || params.type === '*/*')));
-}
+type Params = WadoParams;
 
 export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): Promise<void> {
   const { config, index, blobs, ingestor, metrics, log, audit } = deps;
@@ -135,67 +105,19 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
     return list;
   }
 
-  /**
-   * The transfer syntaxes the client asked for (PS3.18 8.7.3.5): undefined when it left the choice to us
-   * (no parameter, or "*"), in which case instances go out as stored.
-   */
-  const requestedSyntaxes = (req: FastifyRequest): Set<string> | undefined => {
-    const wanted = new Set<string>();
-    for (const a of acceptList(req)) {
-      if (a.type !== 'multipart/related' && a.type !== '*/*') continue;
-      const ts = a.params['transfer-syntax'];
-      if (!ts || ts === '*') return undefined;
-      wanted.add(ts);
-    }
-    return wanted.size ? wanted : undefined;
-  };
-
   const retrieve = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
-    if (!acceptsDicomMultipart(req, 'application/dicom')) throw new HttpError(406, 'only multipart/related; type="application/dicom" is offered for this resource');
     const list = await instancesOf(req.params);
-    const wanted = requestedSyntaxes(req);
-    // Between the two native little-endian syntaxes we convert; compressed data is never transcoded (no codec).
-    const nativeLe = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2'];
-    const plan = list.map((i) => {
-      if (!wanted || wanted.has(i.transferSyntaxUid)) return { i, ts: i.transferSyntaxUid };
-      const target = nativeLe.find((t) => wanted.has(t));
-      if (target) return { i, ts: target };
-      throw new HttpError(406, `instance ${i.sopUid} is stored as ${i.transferSyntaxUid} and cannot be encoded as ${[...wanted].join(', ')}; ask for transfer-syntax=* or a native syntax`);
-    });
-    const boundary = newBoundary();
-    const parts = (async function* () {
-      for (const { i, ts } of plan) {
-        metrics.instancesSent.inc({ protocol: 'wado-rs' });
-        const path = blobs.localPath(i.blobKey);
-        let body: Readable | Buffer;
-        if (ts === i.transferSyntaxUid || !path) body = blobs.read(i.blobKey);
-        else if (nativeLe.includes(i.transferSyntaxUid)) body = Buffer.concat([fileMetaHeader({ sopClassUid: i.sopClassUid, sopInstanceUid: i.sopUid, transferSyntaxUid: ts }), await convertDataset(path, i.transferSyntaxUid, ts)]);
-        else body = await toNative(await readFile(path), ts);
-        yield { contentType: `application/dicom; transfer-syntax=${ts}`, body };
-      }
-    })();
-    reply.type(`multipart/related; type="application/dicom"; boundary=${boundary}`);
-    return reply.send(multipartStream(parts, boundary));
+    return sendInstances(req, reply, (async function* () {
+      yield* list;
+    })(), { blobs, notFound: `${describeTarget(targetOf(req.params))} not found`, onPart: () => metrics.instancesSent.inc({ protocol: 'wado-rs' }) });
   };
   app.get('/studies/:study', retrieve);
   app.get('/studies/:study/series/:series', retrieve);
   app.get('/studies/:study/series/:series/instances/:instance', retrieve);
 
   const metadata = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
-    const p = req.params;
-    checkUids(p);
     const base = baseUrl(req);
-    const gen = index.metadata({ studyUid: p.study!, seriesUid: p.series, sopUid: p.instance });
-    const first = await gen.next();
-    if (first.done) throw new HttpError(404, `no instances found for ${p.instance ?? p.series ?? p.study}`);
-    // Served from the index, never from the files: a 1,000-instance study costs one query per 500 instances.
-    async function* body() {
-      yield '[' + withBase(first.value as string, base);
-      for await (const m of gen) yield ',' + withBase(m, base);
-      yield ']';
-    }
-    reply.type('application/dicom+json');
-    return reply.send(Readable.from(body()));
+    return sendMetadata(reply, index, targetOf(req.params), (text) => withBase(text, base));
   };
   app.get('/studies/:study/metadata', metadata);
   app.get('/studies/:study/series/:series/metadata', metadata);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { tlsMaterial, type Config } from '../config/config.js';
@@ -22,6 +23,10 @@ import { PacsGateway } from '../source/pacs.js';
 import { ReportPublisher } from '../source/publisher.js';
 import { rejectionNoteListener, sourceHl7Handler } from '../source/triggers.js';
 import { remoteFor } from './peers.js';
+import { TrustList } from '../auth/trust-list.js';
+import { StudyCache } from '../source/study-cache.js';
+import { ExchangeServer } from './exchange-server.js';
+import { SourceBoxRetriever } from '../consumer/source-box.js';
 
 export const VERSION = '0.1.0';
 
@@ -42,6 +47,13 @@ export class OpenDrimNode {
   http!: FastifyInstance;
   hl7: MllpServer | undefined;
   publisher: ReportPublisher | undefined;
+  /** The DRIMbox-to-DRIMbox port and what it serves from, when `exchange` is configured. */
+  exchange: ExchangeServer | undefined;
+  studyCache: StudyCache | undefined;
+  trustList: TrustList | undefined;
+  /** Fetches exams from other DRIMboxes (consumer side), when `exchange` is configured. */
+  sourceBoxes: SourceBoxRetriever | undefined;
+  private trustListTimer: NodeJS.Timeout | undefined;
   private shuttingDown = false;
 
   constructor(
@@ -118,6 +130,7 @@ export class OpenDrimNode {
 
     await this.dicom.listen();
     await this.http.listen({ port: config.httpPort, host: config.bind });
+    if (config.exchange) await this.startExchange(config.exchange, tlsFiles!);
     if (config.source) this.publisher = this.startSource(config.source, tlsFiles);
     if (config.hl7.enabled) {
       const handlers = this.publisher ? [sourceHl7Handler(this.publisher, log.child({ component: 'source' }))] : [];
@@ -139,7 +152,7 @@ export class OpenDrimNode {
       });
       await this.hl7.listen();
     }
-    log.info({ aeTitle: config.aeTitle, hl7Port: this.hl7Port, source: Boolean(this.publisher), dicomPort: this.dicomPort, dicomTlsPort: this.dicom.tlsPort, https: Boolean(tlsServerOptions), httpPort: this.httpPort, bind: config.bind, database: this.database.dialect, dataDir: config.dataDir }, 'OpenDRIM node started');
+    log.info({ aeTitle: config.aeTitle, hl7Port: this.hl7Port, exchangePort: this.exchange?.port, source: Boolean(this.publisher), dicomPort: this.dicomPort, dicomTlsPort: this.dicom.tlsPort, https: Boolean(tlsServerOptions), httpPort: this.httpPort, bind: config.bind, database: this.database.dialect, dataDir: config.dataDir }, 'OpenDRIM node started');
     return this;
   }
 
@@ -157,7 +170,8 @@ export class OpenDrimNode {
       settings: {
         retrieveAeTitle: config.aeTitle,
         retrieveLocationUid: source.retrieveLocationUid,
-        wadoRsBase: `${base.replace(/\/$/, '')}/dicom-web`,
+        // Other boxes fetch the images from the exchange port; without one, from the node's own DICOMweb.
+        wadoRsBase: this.exchange?.wadoRsBase ?? `${base.replace(/\/$/, '')}/dicom-web`,
         viewerUrlTemplate: source.viewerUrlTemplate,
         sourceOid: source.sourceOid,
         organisation: source.organisation,
@@ -169,11 +183,58 @@ export class OpenDrimNode {
     return publisher;
   }
 
+  /**
+   * The exchange port: this box's exams for trusted DRIMboxes, fetched on demand from the local PACS into a
+   * cache; and the identity this box uses to fetch exams from others.
+   */
+  private async startExchange(exchange: NonNullable<Config['exchange']>, tls: NonNullable<ReturnType<typeof tlsMaterial>>): Promise<void> {
+    const { config, log } = this;
+    const xlog = log.child({ component: 'exchange' });
+    this.trustList = new TrustList(exchange.trustList.file, readFileSync(exchange.trustList.authority, 'utf8'), xlog);
+    const loaded = await this.trustList.reload();
+    // Starting without a valid list is allowed (every box is refused until one is installed), but said loudly.
+    if (!loaded.ok) xlog.error({ error: loaded.error }, 'no valid trust list: every DRIMbox will be refused until one is installed');
+    this.trustListTimer = setInterval(() => void this.trustList!.reload(), exchange.trustList.reloadMinutes * 60_000);
+    this.trustListTimer.unref();
+    const pacsAe = exchange.pacs ?? config.source?.pacs;
+    const pacsPeer = pacsAe ? config.peers.find((p) => p.aeTitle === pacsAe) : undefined;
+    this.studyCache = new StudyCache({
+      db: this.database.db,
+      index: this.index,
+      ingestor: this.ingestor,
+      blobs: this.blobs,
+      pacs: pacsPeer ? new PacsGateway(remoteFor(config, pacsPeer), config.aeTitle) : undefined,
+      retrieve: exchange.pacsRetrieve,
+      aeTitle: config.aeTitle,
+      limits: { maxBytes: exchange.cache.maxGigabytes * 1024 ** 3, maxAgeMs: exchange.cache.maxAgeHours * 3600_000, minResidencyMs: exchange.cache.minResidencyMinutes * 60_000 },
+      log: xlog,
+    });
+    this.studyCache.start(exchange.cache.sweepMinutes * 60_000);
+    if (!tls.ca) throw new Error('exchange needs tls.ca');
+    this.exchange = await new ExchangeServer({
+      host: config.bind,
+      port: exchange.port,
+      tls: { cert: tls.cert, key: tls.key, ca: tls.ca },
+      publicUrl: exchange.publicUrl,
+      trustList: this.trustList,
+      maxTokenLifetimeSeconds: exchange.maxTokenLifetimeSeconds,
+      cache: this.studyCache,
+      index: this.index,
+      blobs: this.blobs,
+      audit: this.audit,
+      metrics: this.metrics,
+      log: xlog,
+    }).listen();
+    this.sourceBoxes = new SourceBoxRetriever({ identity: { domain: exchange.domain, tls: { cert: tls.cert, key: tls.key, ca: tls.ca } }, ingestor: this.ingestor, audit: this.audit, log: log.child({ component: 'consumer' }) });
+  }
+
   /** Stops accepting work, lets associations and requests in flight finish, then closes the index. */
   async close(graceMs = 10_000): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
-    await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close(), this.hl7?.close(graceMs)]);
+    if (this.trustListTimer) clearInterval(this.trustListTimer);
+    this.studyCache?.stop();
+    await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close(), this.hl7?.close(graceMs), this.exchange?.close()]);
     await this.blobs?.close();
     await this.audit?.flush();
     await this.atna?.close();

@@ -1,4 +1,4 @@
-import { find, type Remote } from '../dicom/scu.js';
+import { find, get, move, type InstanceSink, type Level, type Remote, type RetrieveOutcome } from '../dicom/scu.js';
 import { str } from '../dicom/part10.js';
 import type { StudyContent } from './manifest.js';
 
@@ -67,5 +67,32 @@ export class PacsGateway {
       });
     }
     return out;
+  }
+
+  /** Instance counts per series of a study (NumberOfSeriesRelatedInstances; undefined where the PACS omits it). */
+  async seriesCounts(studyUid: string, seriesUid?: string): Promise<Map<string, number | undefined>> {
+    const rows = await find(this.remote, this.callingAe, 'SERIES', { StudyInstanceUID: studyUid, SeriesInstanceUID: seriesUid ?? '', NumberOfSeriesRelatedInstances: '' });
+    const out = new Map<string, number | undefined>();
+    for (const r of rows) {
+      const n = str(r, '00201209');
+      out.set(str(r, '0020000E'), n === '' ? undefined : Number(n));
+    }
+    return out;
+  }
+
+  /** The instances of one series (or one instance), with their SOP classes. */
+  async seriesInstances(studyUid: string, seriesUid: string | undefined, sopUid?: string): Promise<Array<{ seriesUid: string; sopUid: string; sopClassUid: string }>> {
+    const rows = await find(this.remote, this.callingAe, 'IMAGE', { StudyInstanceUID: studyUid, SeriesInstanceUID: seriesUid ?? '', SOPInstanceUID: sopUid ?? '', SOPClassUID: '' });
+    return rows.map((r) => ({ seriesUid: str(r, '0020000E'), sopUid: str(r, '00080018'), sopClassUid: str(r, '00080016') })).filter((i) => i.sopUid !== '');
+  }
+
+  /** C-GET: the instances come back on our association, each into the sink `open` returns. */
+  async get(level: Level, keys: Record<string, string>, sopClasses: string[], open: (info: { sopClassUid: string; sopInstanceUid: string; transferSyntaxUid: string }) => InstanceSink): Promise<RetrieveOutcome> {
+    return get(this.remote, this.callingAe, level, keys, sopClasses, open);
+  }
+
+  /** C-MOVE to `destinationAe` (this node, whose DICOM service stores what arrives). */
+  async move(level: Level, keys: Record<string, string>, destinationAe: string): Promise<RetrieveOutcome> {
+    return move(this.remote, this.callingAe, destinationAe, level, keys);
   }
 }

@@ -95,7 +95,14 @@ export interface RejectedInstanceTable {
   reason: string;
   at: string;
 }
+export interface CachedStudyTable {
+  study_uid: string;
+  bytes: number;
+  cached_at: string;
+  last_access: string;
+}
 export interface DB {
+  cached_studies: CachedStudyTable;
   publications: PublicationTable;
   rejected_instances: RejectedInstanceTable;
   audit_events: AuditTable;

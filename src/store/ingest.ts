@@ -51,8 +51,13 @@ export class Ingestor {
     private readonly opts: { duplicates: 'keep' | 'overwrite'; maxInstanceBytes: number; log: Logger },
   ) {}
 
-  onStored(l: IngestListener): void {
+  /** Calls `l` after each instance is stored and indexed; returns the function that stops it. */
+  onStored(l: IngestListener): () => void {
     this.listeners.push(l);
+    return () => {
+      const i = this.listeners.indexOf(l);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
   }
 
   /** Headers parsed early, while the pixel data was still arriving. */
@@ -130,7 +135,7 @@ export class Ingestor {
       const stored = withBulkData(ds, `opendrim-base:/studies/${studyUid}/series/${seriesUid}/instances/${sopUid}`, header.hasPixelData, header.transferSyntaxUid);
       await this.index.upsertInstance({ header: stored, transferSyntaxUid: header.transferSyntaxUid, size: writer.bytes, blobKey: key, sourceAe: expect.sourceAe });
       const result: IngestResult = { outcome: exists ? 'replaced' : 'stored', patientId: str(ds, '00100020'), studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
-      for (const l of this.listeners) {
+      for (const l of [...this.listeners]) {
         try {
           l(result, ds);
         } catch (e) {

@@ -145,6 +145,22 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.dropTable('publications').execute();
       },
     },
+    '0004_study_cache': {
+      async up(db: Kysely<any>) {
+        // Studies brought from the local PACS to serve other DRIMboxes: only these are ever evicted.
+        await db.schema
+          .createTable('cached_studies')
+          .addColumn('study_uid', 'text', (c) => c.primaryKey())
+          .addColumn('bytes', big, (c) => c.notNull())
+          .addColumn('cached_at', 'text', (c) => c.notNull())
+          .addColumn('last_access', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('cached_studies_access').on('cached_studies').column('last_access').execute();
+      },
+      async down(db: Kysely<any>) {
+        await db.schema.dropTable('cached_studies').execute();
+      },
+    },
   };
 }
 

@@ -261,6 +261,42 @@ export class StudyIndex {
     return { patients: await one('patients'), studies: await one('studies'), series: await one('series'), instances: await one('instances'), bytes: Number(bytes.b ?? 0) };
   }
 
+  /** Total stored bytes of a study. */
+  async studySize(studyUid: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('instances')
+      .innerJoin('series', 'series.id', 'instances.series_pk')
+      .innerJoin('studies', 'studies.id', 'series.study_pk')
+      .select((eb) => eb.fn.sum('instances.size').as('b'))
+      .where('studies.study_uid', '=', studyUid)
+      .executeTakeFirst();
+    return Number(row?.b ?? 0);
+  }
+
+  /**
+   * Removes a study from the index (instances, series, the study, and the patient when it has no other study)
+   * and returns the blob keys its instances used, for the caller to delete once the index no longer points at them.
+   */
+  async deleteStudy(studyUid: string): Promise<string[]> {
+    const keys = await this.db.transaction().execute(async (trx) => {
+      const study = await trx.selectFrom('studies').select(['id', 'patient_pk']).where('study_uid', '=', studyUid).executeTakeFirst();
+      if (!study) return [];
+      const series = await trx.selectFrom('series').select(['id', 'series_uid']).where('study_pk', '=', study.id).execute();
+      const seriesPks = series.map((s) => s.id);
+      const blobs = seriesPks.length ? await trx.selectFrom('instances').select('blob_key').where('series_pk', 'in', seriesPks).execute() : [];
+      if (seriesPks.length) {
+        await trx.deleteFrom('instances').where('series_pk', 'in', seriesPks).execute();
+        await trx.deleteFrom('series').where('id', 'in', seriesPks).execute();
+      }
+      await trx.deleteFrom('studies').where('id', '=', study.id).execute();
+      const others = await trx.selectFrom('studies').select('id').where('patient_pk', '=', study.patient_pk).limit(1).executeTakeFirst();
+      if (!others) await trx.deleteFrom('patients').where('id', '=', study.patient_pk).execute();
+      for (const s of series) this.parents.delete(s.series_uid);
+      return blobs.map((b) => b.blob_key);
+    });
+    return keys;
+  }
+
   async deleteInstance(sopUid: string): Promise<void> {
     await this.db.deleteFrom('instances').where('sop_uid', '=', sopUid).execute();
   }

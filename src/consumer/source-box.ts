@@ -1,0 +1,98 @@
+import type { Logger } from '../common/log.js';
+import type { AuditTrail } from '../audit/audit-trail.js';
+import { issueProfessionalToken, type Professional } from '../auth/professional-token.js';
+import { DicomwebClient, DicomwebError } from '../dicomweb/client.js';
+import { IngestError, type Ingestor } from '../store/ingest.js';
+
+/** This box as it presents itself to source DRIMboxes: its trust-list domain and its TLS certificate. */
+export interface BoxIdentity {
+  domain: string;
+  tls: { cert: Buffer; key: Buffer; ca: Buffer };
+  tokenLifetimeSeconds?: number;
+}
+
+export interface RemoteExam {
+  /** The WADO-RS base of the source box, as the KOS Retrieve URL gives it (…/dicom-web). */
+  retrieveUrl: string;
+  studyUid: string;
+  seriesUid?: string;
+  /** The patient's INS, carried in the token so the source's audit trail names the patient asked for. */
+  patient?: string;
+}
+
+export class SourceBoxError extends Error {
+  override name = 'SourceBoxError';
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The consumer half of DRIMbox-to-DRIMbox image exchange: an exam named in a KOS manifest is fetched from the
+ * source box over WADO-RS (mutual TLS with this box's certificate, a token naming the professional, signed
+ * with the same certificate's key) and streamed instance by instance into the local store.
+ */
+export class SourceBoxRetriever {
+  constructor(
+    private readonly deps: { identity: BoxIdentity; ingestor: Ingestor; audit: AuditTrail; log: Logger },
+  ) {}
+
+  private async client(exam: RemoteExam, pro: Professional): Promise<DicomwebClient> {
+    const { identity } = this.deps;
+    let origin: string;
+    try {
+      const u = new URL(exam.retrieveUrl);
+      if (u.protocol !== 'https:') throw new Error('not https');
+      origin = u.origin;
+    } catch {
+      throw new SourceBoxError(`retrieve URL "${exam.retrieveUrl}" is not an https URL: images are only fetched from other boxes over mutual TLS`);
+    }
+    const token = await issueProfessionalToken(pro, { issuer: identity.domain, audience: origin, privateKeyPem: identity.tls.key, lifetimeSeconds: identity.tokenLifetimeSeconds ?? 300, patient: exam.patient });
+    return new DicomwebClient(exam.retrieveUrl, { tls: identity.tls, headers: { authorization: `Bearer ${token}` } });
+  }
+
+  /** Brings the exam (or one series) into the local store; returns what was received. */
+  async importExam(exam: RemoteExam, pro: Professional): Promise<{ received: number; stored: number; duplicates: number; refused: number }> {
+    const { ingestor, audit, log } = this.deps;
+    const counts = { received: 0, stored: 0, duplicates: 0, refused: 0 };
+    const started = Date.now();
+    let failure: Error | undefined;
+    try {
+      const client = await this.client(exam, pro);
+      counts.received = await client.retrieve({ studyUid: exam.studyUid, seriesUid: exam.seriesUid }, () => {
+        const writer = ingestor.begin();
+        return {
+          writable: writer,
+          done: async () => {
+            try {
+              const r = await ingestor.commit(writer, { sourceAe: new URL(exam.retrieveUrl).host });
+              if (r.outcome === 'duplicate') counts.duplicates++;
+              else counts.stored++;
+            } catch (e) {
+              if (!(e instanceof IngestError)) throw e;
+              counts.refused++;
+              log.warn({ studyUid: exam.studyUid, reason: e.message }, 'instance from the source box refused');
+            }
+          },
+        };
+      });
+    } catch (e) {
+      failure = e instanceof DicomwebError ? new SourceBoxError(`the source box refused or failed: ${e.message}`, e.status) : (e as Error);
+    }
+    await audit.record({
+      actorType: 'practitioner',
+      actorId: pro.id,
+      action: 'consumer.retrieve',
+      studyUid: exam.studyUid,
+      patientId: exam.patient,
+      outcome: failure ? ((failure as SourceBoxError).status === 401 || (failure as SourceBoxError).status === 403 ? 'refused' : 'failure') : 'success',
+      detail: { source: exam.retrieveUrl, series: exam.seriesUid, ...counts, ms: Date.now() - started, ...(failure ? { error: failure.message } : {}) },
+    });
+    if (failure) throw failure;
+    log.info({ studyUid: exam.studyUid, source: exam.retrieveUrl, ...counts, ms: Date.now() - started }, 'exam fetched from the source box');
+    return counts;
+  }
+}

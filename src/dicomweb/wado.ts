@@ -1,0 +1,165 @@
+import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { fileMetaHeader } from '../dicom/part10.js';
+import { convertDataset } from '../dicom/net/dataset.js';
+import { toNative } from '../dicom/transcode.js';
+import type { BlobStore } from '../store/blobs.js';
+import type { StoredInstance, StudyIndex } from '../store/study-index.js';
+import { multipartStream, newBoundary, parseMediaType, type OutgoingPart } from './multipart.js';
+
+/** WADO-RS (PS3.18 10.4) building blocks shared by the node's own DICOMweb service and the DRIMbox exchange port. */
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type WadoParams = { study?: string; series?: string; instance?: string; frames?: string; tag?: string };
+export type WadoTarget = { studyUid: string; seriesUid?: string; sopUid?: string };
+
+export const UID = /^[0-9.]{1,64}$/;
+
+export function checkUids(p: WadoParams): void {
+  for (const k of ['study', 'series', 'instance'] as const) {
+    const v = p[k];
+    if (v !== undefined && !UID.test(v)) throw new HttpError(400, `${k} UID "${v.slice(0, 80)}" is not a valid DICOM UID`);
+  }
+}
+
+export function targetOf(p: WadoParams): WadoTarget {
+  checkUids(p);
+  return { studyUid: p.study!, seriesUid: p.series, sopUid: p.instance };
+}
+
+export function describeTarget(t: WadoTarget): string {
+  return t.sopUid ? `instance ${t.sopUid}` : t.seriesUid ? `series ${t.seriesUid}` : `study ${t.studyUid}`;
+}
+
+/** PS3.18 8.7.3: what the client accepts, as (type, params) pairs. */
+export function acceptList(req: FastifyRequest): Array<{ type: string; params: Record<string, string> }> {
+  const header = req.headers.accept ?? '*/*';
+  return header.split(/,(?=\s*[a-z*]+\/)/i).map((a) => parseMediaType(a));
+}
+
+export function acceptsDicomMultipart(req: FastifyRequest, partType: string): boolean {
+  return acceptList(req).some(({ type, params }) => type === '*/*' || type === 'multipart/*' || (type === 'multipart/related' && (!params.type || params.type === partType || params.type === '*/*')));
+}
+
+/**
+ * The transfer syntaxes the client asked for (PS3.18 8.7.3.5): undefined when it left the choice to us
+ * (no parameter, or "*"), in which case instances go out as stored.
+ */
+export function requestedSyntaxes(req: FastifyRequest): Set<string> | undefined {
+  const wanted = new Set<string>();
+  for (const a of acceptList(req)) {
+    if (a.type !== 'multipart/related' && a.type !== '*/*') continue;
+    const ts = a.params['transfer-syntax'];
+    if (!ts || ts === '*') return undefined;
+    wanted.add(ts);
+  }
+  return wanted.size ? wanted : undefined;
+}
+
+const NATIVE_LE = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2'];
+
+/**
+ * The syntax an instance goes out in: as stored when acceptable, else converted between the two native
+ * little-endian syntaxes or decoded to native; compressed data is never re-encoded (no encoder here).
+ */
+function syntaxFor(i: StoredInstance, wanted: Set<string> | undefined): string | undefined {
+  if (!wanted || wanted.has(i.transferSyntaxUid)) return i.transferSyntaxUid;
+  return NATIVE_LE.find((t) => wanted.has(t));
+}
+
+async function instanceBody(blobs: BlobStore, i: StoredInstance, ts: string): Promise<Readable | Buffer> {
+  const path = blobs.localPath(i.blobKey);
+  if (ts === i.transferSyntaxUid || !path) return blobs.read(i.blobKey);
+  if (NATIVE_LE.includes(i.transferSyntaxUid)) return Buffer.concat([fileMetaHeader({ sopClassUid: i.sopClassUid, sopInstanceUid: i.sopUid, transferSyntaxUid: ts }), await convertDataset(path, i.transferSyntaxUid, ts)]);
+  return toNative(await readFile(path), ts);
+}
+
+/**
+ * Sends instances as a multipart/related body while they keep coming: the first instance decides the status
+ * (404 when there is none, 406 when it cannot be given in a syntax the client accepts), then each part goes
+ * out as soon as the provider yields it. A later instance that cannot be converted goes out as stored,
+ * labelled with its real transfer syntax, rather than cutting a response already under way.
+ */
+export async function sendInstances(req: FastifyRequest, reply: FastifyReply, instances: AsyncIterable<StoredInstance>, opts: { blobs: BlobStore; notFound: string; onPart?: (i: StoredInstance) => void }): Promise<FastifyReply> {
+  if (!acceptsDicomMultipart(req, 'application/dicom')) throw new HttpError(406, 'only multipart/related; type="application/dicom" is offered for this resource');
+  const wanted = requestedSyntaxes(req);
+  const it = instances[Symbol.asyncIterator]();
+  const first = await it.next();
+  if (first.done) throw new HttpError(404, opts.notFound);
+  if (!syntaxFor(first.value, wanted)) {
+    await it.return?.();
+    throw new HttpError(406, `instance ${first.value.sopUid} is stored as ${first.value.transferSyntaxUid} and cannot be encoded as ${[...wanted!].join(', ')}; ask for transfer-syntax=* or a native syntax`);
+  }
+  const parts = (async function* (): AsyncGenerator<OutgoingPart> {
+    try {
+      for (let cur: IteratorResult<StoredInstance> = first; !cur.done; cur = await it.next()) {
+        const i = cur.value;
+        const ts = syntaxFor(i, wanted) ?? i.transferSyntaxUid;
+        opts.onPart?.(i);
+        yield { contentType: `application/dicom; transfer-syntax=${ts}`, body: await instanceBody(opts.blobs, i, ts) };
+      }
+    } finally {
+      // The client went away or the body is complete: let the provider release what it holds.
+      await it.return?.();
+    }
+  })();
+  const boundary = newBoundary();
+  reply.type(`multipart/related; type="application/dicom"; boundary=${boundary}`);
+  return reply.send(multipartStream(parts, boundary));
+}
+
+/** Streams the indexed metadata (DICOM JSON) of a target, never reading the files. */
+export async function sendMetadata(reply: FastifyReply, index: StudyIndex, target: WadoTarget, rebase: (json: string) => string): Promise<FastifyReply> {
+  const gen = index.metadata(target);
+  const first = await gen.next();
+  if (first.done) throw new HttpError(404, `no instances found for ${describeTarget(target)}`);
+  // A 1,000-instance study costs one query per 500 instances.
+  async function* body() {
+    yield '[' + rebase(first.value as string);
+    for await (const m of gen) yield ',' + rebase(m);
+    yield ']';
+  }
+  reply.type('application/dicom+json');
+  return reply.send(Readable.from(body()));
+}
+
+/** Where a WADO-RS service finds the instances it serves: the local index, or a cache filled on demand. */
+export interface InstanceProvider {
+  /** The target's instances, yielded as each becomes available locally. */
+  instances(target: WadoTarget): AsyncIterable<StoredInstance>;
+  /** Resolves once every instance of the target is available locally (before metadata is served). */
+  prepare(target: WadoTarget): Promise<void>;
+}
+
+/**
+ * The WADO-RS retrieve and metadata resources (study, series, instance) over an InstanceProvider, as served to
+ * other DRIMboxes (IHE RAD-107 Imaging Document Source side).
+ */
+export async function wadoRoutes(app: FastifyInstance, deps: { provider: InstanceProvider; index: StudyIndex; blobs: BlobStore; baseUrl: (req: FastifyRequest) => string; onInstanceSent?: (req: FastifyRequest) => void }): Promise<void> {
+  const retrieve = async (req: FastifyRequest<{ Params: WadoParams }>, reply: FastifyReply) => {
+    const target = targetOf(req.params);
+    return sendInstances(req, reply, deps.provider.instances(target), { blobs: deps.blobs, notFound: `${describeTarget(target)} not found`, onPart: () => deps.onInstanceSent?.(req) });
+  };
+  app.get('/studies/:study', retrieve);
+  app.get('/studies/:study/series/:series', retrieve);
+  app.get('/studies/:study/series/:series/instances/:instance', retrieve);
+
+  const metadata = async (req: FastifyRequest<{ Params: WadoParams }>, reply: FastifyReply) => {
+    const target = targetOf(req.params);
+    await deps.provider.prepare(target);
+    const base = deps.baseUrl(req);
+    return sendMetadata(reply, deps.index, target, (text) => text.replaceAll('"opendrim-base:', `"${base}`));
+  };
+  app.get('/studies/:study/metadata', metadata);
+  app.get('/studies/:study/series/:series/metadata', metadata);
+  app.get('/studies/:study/series/:series/instances/:instance/metadata', metadata);
+}
