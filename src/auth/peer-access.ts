@@ -46,7 +46,8 @@ export function peerAccessGuard(opts: PeerAccessOptions) {
     const refuse = (status: 401 | 403, reason: string, info: { box?: string; certificateDn?: string } = {}) => {
       req.peerRefusal = { ...info, reason };
       opts.log.warn({ remote: socket.remoteAddress, url: req.url, status, ...info, reason }, 'DRIMbox request refused');
-      if (status === 401) reply.header('WWW-Authenticate', `Bearer realm="opendrim", error="invalid_token", error_description="${reason.replaceAll('"', "'")}"`);
+      // RFC 6750 3: error_description is restricted to printable ASCII without quotes or backslashes.
+      if (status === 401) reply.header('WWW-Authenticate', `Bearer realm="opendrim", error="invalid_token", error_description="${reason.replace(/[^\x20-\x7e]|["\\]/g, '').slice(0, 200)}"`);
       return reply.code(status).type('application/json').send({ error: reason });
     };
     const cert = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;

@@ -61,3 +61,18 @@ test('compact peer list', () => {
   ]);
   assert.throws(() => parsePeerList('nonsense'), /AE@host:port/);
 });
+
+test('the exchange port needs mutual TLS material, existing trust list files and a known PACS', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cfg-x-'));
+  for (const f of ['cert.pem', 'key.pem', 'ca.pem', 'list.jws', 'authority.pem']) writeFileSync(path.join(dir, f), 'x');
+  const exchange = { domain: 'drimbox.chu-a.fr', trustList: { file: path.join(dir, 'list.jws'), authority: path.join(dir, 'authority.pem') } };
+  const tls = { cert: path.join(dir, 'cert.pem'), key: path.join(dir, 'key.pem'), ca: path.join(dir, 'ca.pem') };
+  assert.throws(() => loadConfig({ env: {}, overrides: { exchange } }), /exchange needs tls.cert, tls.key and tls.ca/);
+  assert.throws(() => loadConfig({ env: {}, overrides: { tls, exchange: { ...exchange, trustList: { ...exchange.trustList, file: path.join(dir, 'nope.jws') } } } }), /exchange.trustList.file: file .*nope.jws does not exist/);
+  assert.throws(() => loadConfig({ env: {}, overrides: { tls, exchange: { ...exchange, pacs: 'GHOST' } } }), /exchange.pacs: GHOST is not one of the configured peers/);
+  assert.throws(() => loadConfig({ env: {}, overrides: { tls, exchange: { ...exchange, pacsRetrieve: 'C-PULL' } } }), /exchange.pacsRetrieve/);
+  const cfg = loadConfig({ env: { OPENDRIM_EXCHANGE_PORT: '9443' }, overrides: { tls, exchange } });
+  assert.equal(cfg.exchange!.port, 9443);
+  assert.equal(cfg.exchange!.pacsRetrieve, 'C-GET');
+  assert.equal(cfg.exchange!.cache.maxGigabytes, 100);
+});

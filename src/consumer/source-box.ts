@@ -12,12 +12,24 @@ export interface BoxIdentity {
 }
 
 export interface RemoteExam {
-  /** The WADO-RS base of the source box, as the KOS Retrieve URL gives it (…/dicom-web). */
+  /** The WADO-RS Retrieve URL of a study or series, as the KOS manifest gives it (…/studies/{uid}[/series/{uid}]). */
   retrieveUrl: string;
-  studyUid: string;
-  seriesUid?: string;
   /** The patient's INS, carried in the token so the source's audit trail names the patient asked for. */
   patient?: string;
+}
+
+/** Splits a WADO-RS Retrieve URL into the service base and the study/series it names. */
+export function parseRetrieveUrl(url: string): { base: string; origin: string; studyUid: string; seriesUid?: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new SourceBoxError(`retrieve URL "${url}" is not a URL`);
+  }
+  if (u.protocol !== 'https:') throw new SourceBoxError(`retrieve URL "${url}" is not an https URL: images are only fetched from other boxes over mutual TLS`);
+  const m = /^(.*)\/studies\/([0-9.]{1,64})(?:\/series\/([0-9.]{1,64}))?\/?$/.exec(u.pathname);
+  if (!m) throw new SourceBoxError(`retrieve URL "${url}" does not name a study or series (…/studies/{uid}[/series/{uid}])`);
+  return { base: `${u.origin}${m[1]}`, origin: u.origin, studyUid: m[2]!, seriesUid: m[3] };
 }
 
 export class SourceBoxError extends Error {
@@ -42,16 +54,9 @@ export class SourceBoxRetriever {
 
   private async client(exam: RemoteExam, pro: Professional): Promise<DicomwebClient> {
     const { identity } = this.deps;
-    let origin: string;
-    try {
-      const u = new URL(exam.retrieveUrl);
-      if (u.protocol !== 'https:') throw new Error('not https');
-      origin = u.origin;
-    } catch {
-      throw new SourceBoxError(`retrieve URL "${exam.retrieveUrl}" is not an https URL: images are only fetched from other boxes over mutual TLS`);
-    }
+    const { base, origin } = parseRetrieveUrl(exam.retrieveUrl);
     const token = await issueProfessionalToken(pro, { issuer: identity.domain, audience: origin, privateKeyPem: identity.tls.key, lifetimeSeconds: identity.tokenLifetimeSeconds ?? 300, patient: exam.patient });
-    return new DicomwebClient(exam.retrieveUrl, { tls: identity.tls, headers: { authorization: `Bearer ${token}` } });
+    return new DicomwebClient(base, { tls: identity.tls, headers: { authorization: `Bearer ${token}` } });
   }
 
   /** Brings the exam (or one series) into the local store; returns what was received. */
@@ -60,9 +65,11 @@ export class SourceBoxRetriever {
     const counts = { received: 0, stored: 0, duplicates: 0, refused: 0 };
     const started = Date.now();
     let failure: Error | undefined;
+    let target: { studyUid?: string; seriesUid?: string } = {};
     try {
+      const { studyUid, seriesUid } = (target = parseRetrieveUrl(exam.retrieveUrl));
       const client = await this.client(exam, pro);
-      counts.received = await client.retrieve({ studyUid: exam.studyUid, seriesUid: exam.seriesUid }, () => {
+      counts.received = await client.retrieve({ studyUid, seriesUid }, () => {
         const writer = ingestor.begin();
         return {
           writable: writer,
@@ -74,7 +81,7 @@ export class SourceBoxRetriever {
             } catch (e) {
               if (!(e instanceof IngestError)) throw e;
               counts.refused++;
-              log.warn({ studyUid: exam.studyUid, reason: e.message }, 'instance from the source box refused');
+              log.warn({ url: exam.retrieveUrl, reason: e.message }, 'instance from the source box refused');
             }
           },
         };
@@ -86,13 +93,13 @@ export class SourceBoxRetriever {
       actorType: 'practitioner',
       actorId: pro.id,
       action: 'consumer.retrieve',
-      studyUid: exam.studyUid,
+      studyUid: target.studyUid,
       patientId: exam.patient,
       outcome: failure ? ((failure as SourceBoxError).status === 401 || (failure as SourceBoxError).status === 403 ? 'refused' : 'failure') : 'success',
-      detail: { source: exam.retrieveUrl, series: exam.seriesUid, ...counts, ms: Date.now() - started, ...(failure ? { error: failure.message } : {}) },
+      detail: { source: exam.retrieveUrl, series: target.seriesUid, ...counts, ms: Date.now() - started, ...(failure ? { error: failure.message } : {}) },
     });
     if (failure) throw failure;
-    log.info({ studyUid: exam.studyUid, source: exam.retrieveUrl, ...counts, ms: Date.now() - started }, 'exam fetched from the source box');
+    log.info({ source: exam.retrieveUrl, ...counts, ms: Date.now() - started }, 'exam fetched from the source box');
     return counts;
   }
 }

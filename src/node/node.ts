@@ -208,6 +208,7 @@ export class OpenDrimNode {
       aeTitle: config.aeTitle,
       limits: { maxBytes: exchange.cache.maxGigabytes * 1024 ** 3, maxAgeMs: exchange.cache.maxAgeHours * 3600_000, minResidencyMs: exchange.cache.minResidencyMinutes * 60_000 },
       log: xlog,
+      onFetched: (n) => this.metrics.exchangePacsInstances.inc(n),
     });
     this.studyCache.start(exchange.cache.sweepMinutes * 60_000);
     if (!tls.ca) throw new Error('exchange needs tls.ca');

@@ -24,9 +24,9 @@ function authority(dir: string, name: string): void {
   run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.pem`], dir);
 }
 
-function leaf(dir: string, ca: string, name: string, san: string): void {
+function leaf(dir: string, ca: string, name: string, san: string, subject = `/CN=${name}`): void {
   writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=${san}\nextendedKeyUsage=serverAuth,clientAuth\n`);
-  run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`], dir);
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', subject, '-keyout', `${name}.key`, '-out', `${name}.csr`], dir);
   run(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.pem`], dir);
 }
 
@@ -39,4 +39,13 @@ export function makeTestPki(): TestPki {
   leaf(dir, 'otherca', 'stranger', 'DNS:stranger.test');
   const p = (f: string) => path.join(dir, f);
   return { dir, ca: p('ca.pem'), serverCert: p('server.pem'), serverKey: p('server.key'), clientCert: p('client.pem'), clientKey: p('client.key'), strangerCert: p('stranger.pem'), strangerKey: p('stranger.key') };
+}
+
+/**
+ * A DRIMbox certificate (server and client use) from the test authority, with an organisation in its subject
+ * as the IGC-Santé ones have; `otherAuthority` issues it from the authority nobody trusts.
+ */
+export function issueBoxCertificate(pki: TestPki, name: string, organisation: string, otherAuthority = false): { cert: string; key: string; subjectDn: string } {
+  leaf(pki.dir, otherAuthority ? 'otherca' : 'ca', name, 'IP:127.0.0.1,DNS:localhost', `/C=FR/O=${organisation}/CN=${name}`);
+  return { cert: path.join(pki.dir, `${name}.pem`), key: path.join(pki.dir, `${name}.key`), subjectDn: `CN=${name},O=${organisation},C=FR` };
 }
