@@ -71,7 +71,8 @@ test('the exchange port needs mutual TLS material, existing trust list files and
   assert.throws(() => loadConfig({ env: {}, overrides: { tls, exchange: { ...exchange, trustList: { ...exchange.trustList, file: path.join(dir, 'nope.jws') } } } }), /exchange.trustList.file: file .*nope.jws does not exist/);
   assert.throws(() => loadConfig({ env: {}, overrides: { tls, exchange: { ...exchange, pacs: 'GHOST' } } }), /exchange.pacs: GHOST is not one of the configured peers/);
   assert.throws(() => loadConfig({ env: {}, overrides: { tls, exchange: { ...exchange, pacsRetrieve: 'C-PULL' } } }), /exchange.pacsRetrieve/);
-  const cfg = loadConfig({ env: { OPENDRIM_EXCHANGE_PORT: '9443' }, overrides: { tls, exchange } });
+  // Overrides from code come after the environment: set the keys one by one so the port from the environment stays.
+  const cfg = loadConfig({ env: { OPENDRIM_EXCHANGE_PORT: '9443' }, overrides: { tls, 'exchange.domain': exchange.domain, 'exchange.trustList': exchange.trustList } });
   assert.equal(cfg.exchange!.port, 9443);
   assert.equal(cfg.exchange!.pacsRetrieve, 'C-GET');
   assert.equal(cfg.exchange!.cache.maxGigabytes, 100);
