@@ -172,6 +172,33 @@ export const ConfigSchema = z
       })
       .strict()
       .optional(),
+    /** DRIMbox consumer function: practitioners log in with Pro Santé Connect and open the patient's exams from the DMP. */
+    consumer: z
+      .object({
+        psc: z
+          .object({
+            issuer: z.string().url(),
+            clientId: z.string().min(1),
+            /** The client secret, or a file holding it (kept out of the configuration file). */
+            clientSecret: z.string().min(1).optional(),
+            clientSecretFile: z.string().min(1).optional(),
+            scope: z.string().default('openid scope_all'),
+            acr: z.string().default('eidas1'),
+          })
+          .strict(),
+        /** The DMP to search; defaults to source.dmp. */
+        dmp: z.object({ registryUrl: z.string().url(), repositoryUrl: z.string().url() }).strict().optional(),
+        /** Look-back window of the "similar exams" check. */
+        redundancyWindowDays: z.number().int().positive().default(365),
+        session: z
+          .object({ idleMinutes: z.number().positive().default(30), absoluteHours: z.number().positive().default(12) })
+          .strict()
+          .default({ idleMinutes: 30, absoluteHours: 12 }),
+        /** Cookies marked Secure; defaults to true when publicUrl is https. */
+        secureCookies: z.boolean().optional(),
+      })
+      .strict()
+      .optional(),
     audit: z
       .object({
         /** IHE ATNA export: each audit record also goes to this syslog collector (RFC 5424 over TCP, TLS per RFC 5425). */
@@ -218,6 +245,7 @@ const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 
   OPENDRIM_PEERS: { key: 'peers', kind: 'peers' },
   OPENDRIM_HL7_PORT: { key: 'hl7.port', kind: 'int' },
   OPENDRIM_EXCHANGE_PORT: { key: 'exchange.port', kind: 'int' },
+  OPENDRIM_PSC_CLIENT_SECRET: { key: 'consumer.psc.clientSecret', kind: 'string' },
   DATABASE_URL: { key: 'databaseUrl', kind: 'string' },
 };
 
@@ -333,6 +361,14 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     }
     const pacs = cfg.exchange.pacs;
     if (pacs && !cfg.peers.some((p) => p.aeTitle === pacs)) throw new ConfigError(`invalid configuration: exchange.pacs: ${pacs} is not one of the configured peers`);
+  }
+  if (cfg.consumer) {
+    if (!cfg.publicUrl) throw new ConfigError('invalid configuration: consumer needs publicUrl (the Pro Santé Connect redirect URI is publicUrl + /auth/callback)');
+    if (!cfg.exchange) throw new ConfigError('invalid configuration: consumer needs exchange (images are fetched from other DRIMboxes with this box\'s certificate and trust list)');
+    if (!cfg.consumer.dmp && !cfg.source?.dmp) throw new ConfigError('invalid configuration: consumer.dmp (or source.dmp) is needed to search the DMP');
+    const psc = cfg.consumer.psc;
+    if (!psc.clientSecret && !psc.clientSecretFile) throw new ConfigError('invalid configuration: consumer.psc needs clientSecret or clientSecretFile');
+    if (psc.clientSecretFile && !existsSync(psc.clientSecretFile)) throw new ConfigError(`invalid configuration: consumer.psc.clientSecretFile: file ${psc.clientSecretFile} does not exist`);
   }
   if (cfg.source && !cfg.peers.some((p) => p.aeTitle === cfg.source!.pacs)) throw new ConfigError(`invalid configuration: source.pacs: ${cfg.source.pacs} is not one of the configured peers`);
   return cfg;

@@ -2,7 +2,7 @@ import type { Logger } from '../common/log.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import { issueProfessionalToken, type Professional } from '../auth/professional-token.js';
 import { DicomwebClient, DicomwebError } from '../dicomweb/client.js';
-import { IngestError, type Ingestor } from '../store/ingest.js';
+import { IngestError, type Ingestor, type IngestResult } from '../store/ingest.js';
 
 /** This box as it presents itself to source DRIMboxes: its trust-list domain and its TLS certificate. */
 export interface BoxIdentity {
@@ -59,8 +59,8 @@ export class SourceBoxRetriever {
     return new DicomwebClient(base, { tls: identity.tls, headers: { authorization: `Bearer ${token}` } });
   }
 
-  /** Brings the exam (or one series) into the local store; returns what was received. */
-  async importExam(exam: RemoteExam, pro: Professional): Promise<{ received: number; stored: number; duplicates: number; refused: number }> {
+  /** Brings the exam (or one series) into the local store, telling `onInstance` of each one stored; returns what was received. */
+  async importExam(exam: RemoteExam, pro: Professional, onInstance?: (r: IngestResult) => Promise<void> | void): Promise<{ received: number; stored: number; duplicates: number; refused: number }> {
     const { ingestor, audit, log } = this.deps;
     const counts = { received: 0, stored: 0, duplicates: 0, refused: 0 };
     const started = Date.now();
@@ -78,6 +78,7 @@ export class SourceBoxRetriever {
               const r = await ingestor.commit(writer, { sourceAe: new URL(exam.retrieveUrl).host });
               if (r.outcome === 'duplicate') counts.duplicates++;
               else counts.stored++;
+              await onInstance?.(r);
             } catch (e) {
               if (!(e instanceof IngestError)) throw e;
               counts.refused++;

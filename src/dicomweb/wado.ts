@@ -117,6 +117,27 @@ export async function sendInstances(req: FastifyRequest, reply: FastifyReply, in
   return reply.send(multipartStream(parts, boundary));
 }
 
+/**
+ * One instance as a single-part application/dicom body (as stored), for clients that ask for exactly that on an
+ * instance resource, such as viewers loading instance by instance.
+ */
+export async function sendSingleInstance(reply: FastifyReply, instances: AsyncIterable<StoredInstance>, opts: { blobs: BlobStore; notFound: string }): Promise<FastifyReply> {
+  const it = instances[Symbol.asyncIterator]();
+  const first = await it.next();
+  await it.return?.();
+  if (first.done) throw new HttpError(404, opts.notFound);
+  const i = first.value;
+  reply.type(`application/dicom; transfer-syntax=${i.transferSyntaxUid}`);
+  reply.header('Content-Length', String(i.size));
+  return reply.send(opts.blobs.read(i.blobKey));
+}
+
+/** True when the client asks for a bare DICOM file rather than a multipart body. */
+export function wantsSinglePart(req: FastifyRequest): boolean {
+  const accepted = acceptList(req);
+  return accepted.some((a) => a.type === 'application/dicom') && !accepted.some((a) => a.type.startsWith('multipart/'));
+}
+
 /** Streams the indexed metadata (DICOM JSON) of a target, never reading the files. */
 export async function sendMetadata(reply: FastifyReply, index: StudyIndex, target: WadoTarget, rebase: (json: string) => string): Promise<FastifyReply> {
   const gen = index.metadata(target);

@@ -27,6 +27,11 @@ import { TrustList } from '../auth/trust-list.js';
 import { StudyCache } from '../source/study-cache.js';
 import { ExchangeServer } from './exchange-server.js';
 import { SourceBoxRetriever } from '../consumer/source-box.js';
+import { SessionStore } from '../auth/sessions.js';
+import { PscLogin } from '../auth/psc-login.js';
+import { DmpExams } from '../consumer/dmp-exams.js';
+import { RemoteExamCache } from '../consumer/remote-exam-cache.js';
+import { webRoutes } from '../web/plugin.js';
 
 export const VERSION = '0.1.0';
 
@@ -54,6 +59,8 @@ export class OpenDrimNode {
   /** Fetches exams from other DRIMboxes (consumer side), when `exchange` is configured. */
   sourceBoxes: SourceBoxRetriever | undefined;
   private trustListTimer: NodeJS.Timeout | undefined;
+  sessions: SessionStore | undefined;
+  private sessionSweep: NodeJS.Timeout | undefined;
   private shuttingDown = false;
 
   constructor(
@@ -128,9 +135,10 @@ export class OpenDrimNode {
     await this.http.register(dicomwebRoutes, { prefix: '/dicom-web', config, index: this.index, blobs: this.blobs, ingestor: this.ingestor, metrics, log, audit: this.audit });
     await this.http.register(auditRoutes, { prefix: '/api/audit', audit: this.audit, config, log });
 
+    if (config.exchange) await this.startExchange(config.exchange, tlsFiles!);
+    if (config.consumer) await this.startConsumer(config.consumer, tlsFiles);
     await this.dicom.listen();
     await this.http.listen({ port: config.httpPort, host: config.bind });
-    if (config.exchange) await this.startExchange(config.exchange, tlsFiles!);
     if (config.source) this.publisher = this.startSource(config.source, tlsFiles);
     if (config.hl7.enabled) {
       const handlers = this.publisher ? [sourceHl7Handler(this.publisher, log.child({ component: 'source' }))] : [];
@@ -229,11 +237,42 @@ export class OpenDrimNode {
     this.sourceBoxes = new SourceBoxRetriever({ identity: { domain: exchange.domain, tls: { cert: tls.cert, key: tls.key, ca: tls.ca } }, ingestor: this.ingestor, audit: this.audit, log: log.child({ component: 'consumer' }) });
   }
 
+  /**
+   * The consumer function: the practitioners' web application (Pro Santé Connect login, the patient's exams
+   * from the DMP, reports, viewer) on the node's HTTP port; images come from the source boxes via the exchange
+   * identity.
+   */
+  private async startConsumer(consumer: NonNullable<Config['consumer']>, tlsFiles: ReturnType<typeof tlsMaterial>): Promise<void> {
+    const { config, log } = this;
+    const publicUrl = config.publicUrl!.replace(/\/$/, '');
+    const secret = consumer.psc.clientSecret ?? readFileSync(consumer.psc.clientSecretFile!, 'utf8').trim();
+    const dmp = consumer.dmp ?? config.source!.dmp;
+    this.sessions = new SessionStore(this.database.db, { idleMs: consumer.session.idleMinutes * 60_000, absoluteMs: consumer.session.absoluteHours * 3600_000 });
+    const psc = new PscLogin({ issuer: consumer.psc.issuer, clientId: consumer.psc.clientId, clientSecret: secret, redirectUri: `${publicUrl}/auth/callback`, postLogoutRedirectUri: `${publicUrl}/auth/login`, scope: consumer.psc.scope, acr: consumer.psc.acr }, log.child({ component: 'psc' }));
+    const xds = new XdsClient({ registryUrl: dmp.registryUrl, repositoryUrl: dmp.repositoryUrl, tls: tlsFiles ? { cert: tlsFiles.cert, key: tlsFiles.key, ca: tlsFiles.ca } : undefined });
+    await this.http.register(webRoutes, {
+      sessions: this.sessions,
+      psc,
+      exams: new DmpExams(xds),
+      remote: new RemoteExamCache({ index: this.index, retriever: this.sourceBoxes!, log: log.child({ component: 'consumer' }) }),
+      index: this.index,
+      blobs: this.blobs,
+      audit: this.audit,
+      log: log.child({ component: 'web' }),
+      secureCookies: consumer.secureCookies ?? publicUrl.startsWith('https:'),
+      redundancyWindowDays: consumer.redundancyWindowDays,
+      sessionIdleMs: consumer.session.idleMinutes * 60_000,
+    });
+    this.sessionSweep = setInterval(() => void this.sessions!.sweep().catch(() => undefined), 10 * 60_000);
+    this.sessionSweep.unref();
+  }
+
   /** Stops accepting work, lets associations and requests in flight finish, then closes the index. */
   async close(graceMs = 10_000): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     if (this.trustListTimer) clearInterval(this.trustListTimer);
+    if (this.sessionSweep) clearInterval(this.sessionSweep);
     this.studyCache?.stop();
     await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close(), this.hl7?.close(graceMs), this.exchange?.close()]);
     await this.blobs?.close();

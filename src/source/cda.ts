@@ -133,3 +133,38 @@ export function tsToUtcDtm(ts: string | undefined): string | undefined {
   const full = d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
   return full.slice(0, 8 + (m[4] ? 2 : 0) + (m[5] ? 2 : 0) + (m[6] ? 2 : 0));
 }
+
+/**
+ * The body of a CDA level 1 report: CI-SIS imaging reports carry a PDF (nonXMLBody, base64); a structured body
+ * is returned as its narrative text.
+ */
+export function readReportBody(xml: string | Buffer): { mediaType: string; data: Buffer } {
+  let doc: Record<string, any>;
+  try {
+    doc = parseXml(typeof xml === 'string' ? xml : xml.toString('utf8'), { maxBytes: 64 * 1024 * 1024, maxDepth: 200 });
+  } catch (e) {
+    throw new CdaError(`the CDA report is not readable XML: ${(e as XmlError).message}`);
+  }
+  const components = arr(doc.ClinicalDocument?.component);
+  const nonXml = components.find((c) => c?.nonXMLBody)?.nonXMLBody?.text;
+  if (nonXml) {
+    const mediaType = attr(nonXml, 'mediaType') ?? 'application/octet-stream';
+    const b64 = attr(nonXml, 'representation') === 'B64';
+    const content = text(nonXml).replace(/\s+/g, '');
+    return { mediaType, data: b64 ? Buffer.from(content, 'base64') : Buffer.from(text(nonXml), 'utf8') };
+  }
+  const sections = arr(components.find((c) => c?.structuredBody)?.structuredBody?.component).map((c) => [text(c?.section?.title), flatten(c?.section?.text)].filter(Boolean).join('\n'));
+  if (sections.length) return { mediaType: 'text/plain', data: Buffer.from(sections.join('\n\n'), 'utf8') };
+  throw new CdaError('the CDA report has no body');
+}
+
+function flatten(n: unknown): string {
+  if (n === undefined || n === null) return '';
+  if (typeof n !== 'object') return String(n);
+  if (Array.isArray(n)) return n.map(flatten).join('\n');
+  return Object.entries(n as Record<string, unknown>)
+    .filter(([k]) => !k.startsWith('@_'))
+    .map(([, v]) => flatten(v))
+    .filter(Boolean)
+    .join('\n');
+}

@@ -101,7 +101,17 @@ export interface CachedStudyTable {
   cached_at: string;
   last_access: string;
 }
+export interface WebSessionTable {
+  id_hash: string;
+  kind: string;
+  data: string;
+  csrf: string;
+  created_at: string;
+  last_seen: string;
+  expires_at: string;
+}
 export interface DB {
+  web_sessions: WebSessionTable;
   cached_studies: CachedStudyTable;
   publications: PublicationTable;
   rejected_instances: RejectedInstanceTable;

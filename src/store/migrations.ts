@@ -161,6 +161,25 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.dropTable('cached_studies').execute();
       },
     },
+    '0005_sessions': {
+      async up(db: Kysely<any>) {
+        // Server-side web sessions: the cookie carries a random token, the table only its SHA-256.
+        await db.schema
+          .createTable('web_sessions')
+          .addColumn('id_hash', 'text', (c) => c.primaryKey())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('data', 'text', (c) => c.notNull())
+          .addColumn('csrf', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('last_seen', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('web_sessions_expires').on('web_sessions').column('expires_at').execute();
+      },
+      async down(db: Kysely<any>) {
+        await db.schema.dropTable('web_sessions').execute();
+      },
+    },
   };
 }
 

@@ -1,0 +1,121 @@
+import type { XdsClient } from '../xds/client.js';
+import { cx, type Code, type DocumentEntry } from '../xds/metadata.js';
+import { Status } from '../xds/vocabulary.js';
+
+/** The DICOM modality code scheme used in DMP eventCodeList. */
+const MODALITY_SCHEME = '1.2.250.1.213.1.1.5.618';
+const KOS_FORMAT = '1.2.840.10008.5.1.4.1.1.88.59';
+
+export interface PatientRef {
+  ins: string;
+  /** INS OID: 1.2.250.1.213.1.4.8 (NIR), .9 (NIA), .10 (test NIR). */
+  oid: string;
+}
+
+export interface DocumentRef {
+  entryUUID: string;
+  uniqueId: string;
+  repositoryUniqueId: string;
+}
+
+/** One imaging exam as the DMP knows it: its report and its manifest, paired by Study Instance UID. */
+export interface Exam {
+  studyUid?: string;
+  /** YYYY-MM-DD. */
+  date?: string;
+  modalities: string[];
+  /** The exam / region code of the report (serviceEvent code). */
+  regions: Code[];
+  description?: string;
+  author?: string;
+  institution?: string;
+  report?: DocumentRef & { title?: string; confidentiality: string[] };
+  manifest?: DocumentRef;
+}
+
+export interface ExamFilter {
+  modality?: string;
+  /** Matches a region code or a word of its label. */
+  region?: string;
+  /** YYYY-MM-DD, inclusive. */
+  from?: string;
+  to?: string;
+}
+
+const ref = (d: DocumentEntry): DocumentRef => ({ entryUUID: d.entryUUID, uniqueId: d.uniqueId, repositoryUniqueId: d.repositoryUniqueId ?? '' });
+const studyOf = (d: DocumentEntry) => d.referenceIdList?.map((r) => /^([0-9.]+)\^.*studyInstanceUID$/i.exec(r)?.[1]).find(Boolean);
+const dateOf = (d: DocumentEntry) => {
+  const t = d.serviceStartTime ?? d.creationTime;
+  return t && t.length >= 8 ? `${t.slice(0, 4)}-${t.slice(4, 6)}-${t.slice(6, 8)}` : undefined;
+};
+/** XCN "id^FAMILY^Given^…" → "Given FAMILY". */
+const personName = (xcn: string | undefined) => {
+  if (!xcn) return undefined;
+  const [, family, given] = xcn.split('^');
+  return [given, family].filter(Boolean).join(' ') || undefined;
+};
+const normalise = (s: string) => s.normalize('NFD').replace(/[\u0300-\u036f]/g, '').toLowerCase();
+
+/**
+ * The patient's imaging exams in the DMP (ITI-18 FindDocuments by INS), reports and KOS manifests paired by
+ * study, newest first, with the filters a requesting physician uses.
+ */
+export class DmpExams {
+  constructor(private readonly xds: XdsClient) {}
+
+  async list(patient: PatientRef, filter: ExamFilter = {}): Promise<Exam[]> {
+    const res = await this.xds.findDocuments({ patientId: cx(patient.ins, patient.oid), status: [Status.approved] });
+    const byStudy = new Map<string, Exam>();
+    const loose: Exam[] = [];
+    for (const d of res.objects.documents) {
+      const studyUid = studyOf(d);
+      let exam = studyUid ? byStudy.get(studyUid) : undefined;
+      if (!exam) {
+        exam = { studyUid, modalities: [], regions: [] };
+        if (studyUid) byStudy.set(studyUid, exam);
+        else loose.push(exam);
+      }
+      for (const c of d.eventCodes) {
+        if (c.scheme === MODALITY_SCHEME) {
+          if (!exam.modalities.includes(c.code)) exam.modalities.push(c.code);
+        } else if (!exam.regions.some((r) => r.code === c.code)) exam.regions.push(c);
+      }
+      exam.date ??= dateOf(d);
+      const author = d.authors[0];
+      exam.author ??= personName(author?.person);
+      exam.institution ??= author?.institutions?.[0]?.split('^')[0];
+      if (d.formatCode.code === KOS_FORMAT || d.mimeType === 'application/dicom') exam.manifest = ref(d);
+      else {
+        exam.report = { ...ref(d), title: d.title, confidentiality: d.confidentialityCodes.map((c) => c.code) };
+        exam.description = d.title;
+        exam.date = dateOf(d) ?? exam.date;
+      }
+    }
+    const all = [...byStudy.values(), ...loose];
+    return all.filter((e) => examMatches(e, filter)).sort((a, b) => (b.date ?? '').localeCompare(a.date ?? ''));
+  }
+
+  /** Exams of the same kind as a planned one within the look-back window: the exam may already exist. */
+  async similar(patient: PatientRef, planned: { modality: string; region?: string }, windowDays: number, today = new Date()): Promise<Exam[]> {
+    const from = new Date(today.getTime() - windowDays * 86400_000).toISOString().slice(0, 10);
+    return this.list(patient, { modality: planned.modality, region: planned.region, from });
+  }
+
+  async retrieve(doc: DocumentRef): Promise<Buffer> {
+    const [d] = await this.xds.retrieve([{ repositoryUniqueId: doc.repositoryUniqueId, documentUniqueId: doc.uniqueId }]);
+    if (!d) throw new Error(`the DMP returned no document for ${doc.uniqueId}`);
+    return d.content;
+  }
+}
+
+/** Whether an exam passes the filters a physician set (modality, region word or code, date range). */
+export function examMatches(e: Exam, f: ExamFilter): boolean {
+  if (f.modality && !e.modalities.includes(f.modality.toUpperCase())) return false;
+  if (f.from && (!e.date || e.date < f.from)) return false;
+  if (f.to && (!e.date || e.date > f.to)) return false;
+  if (f.region) {
+    const q = normalise(f.region.trim());
+    if (q && !e.regions.some((r) => normalise(r.code) === q || normalise(r.display ?? '').includes(q)) && !normalise(e.description ?? '').includes(q)) return false;
+  }
+  return true;
+}

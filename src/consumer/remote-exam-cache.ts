@@ -1,0 +1,93 @@
+import { AsyncQueue } from '../common/async-queue.js';
+import type { Logger } from '../common/log.js';
+import type { Professional } from '../auth/professional-token.js';
+import type { StoredInstance, StudyIndex } from '../store/study-index.js';
+import type { ManifestSeries } from './manifest-reader.js';
+import type { SourceBoxRetriever } from './source-box.js';
+
+export class RemoteSeriesError extends Error {
+  override name = 'RemoteSeriesError';
+}
+
+interface Transfer {
+  done: Promise<void>;
+  /** Instances stored so far by this transfer, for requests that join it. */
+  arrived: StoredInstance[];
+  listeners: Set<(i: StoredInstance | undefined, error?: Error) => void>;
+  /** Set once the transfer is over, for requests that join after the end. */
+  ended?: { error?: Error };
+}
+
+/**
+ * The consumer's copy of exams held by other DRIMboxes. A series is fetched from its source box once (one
+ * series-level WADO-RS request, streamed into the local store); every request from the viewer is answered from
+ * what is already here and then from each instance as it lands, so the first image shows while the series is
+ * still coming, and a second opening costs nothing.
+ */
+export class RemoteExamCache {
+  private readonly transfers = new Map<string, Transfer>();
+
+  constructor(private readonly deps: { index: StudyIndex; retriever: SourceBoxRetriever; log: Logger }) {}
+
+  /** Instances of a series (or one instance of it), local first, then as the source box delivers them. */
+  async *instances(target: { studyUid: string; seriesUid: string; sopUid?: string }, series: ManifestSeries, who: { professional: Professional; patient?: string }): AsyncGenerator<StoredInstance> {
+    const { index } = this.deps;
+    const local = await index.listInstances(target);
+    const sent = new Set<string>();
+    for (const i of local) {
+      sent.add(i.sopUid);
+      yield i;
+    }
+    if (target.sopUid ? local.length > 0 : (await index.listInstances({ studyUid: target.studyUid, seriesUid: target.seriesUid })).length >= series.instances.length) return;
+    const wanted = (i: StoredInstance) => !sent.has(i.sopUid) && (!target.sopUid || i.sopUid === target.sopUid);
+    const queue = new AsyncQueue<StoredInstance>();
+    const transfer = this.transferOf(target.studyUid, series, who);
+    const listener = (i: StoredInstance | undefined, error?: Error) => {
+      if (i && wanted(i)) queue.push(i);
+      if (!i) queue.close(error);
+    };
+    for (const i of transfer.arrived) if (wanted(i)) queue.push(i);
+    if (transfer.ended) queue.close(transfer.ended.error);
+    else transfer.listeners.add(listener);
+    try {
+      for await (const i of queue) {
+        if (!wanted(i)) continue;
+        sent.add(i.sopUid);
+        yield i;
+        if (target.sopUid) return;
+      }
+    } finally {
+      transfer.listeners.delete(listener);
+    }
+  }
+
+  /** The transfer bringing this series, started if none runs. */
+  private transferOf(studyUid: string, series: ManifestSeries, who: { professional: Professional; patient?: string }): Transfer {
+    const running = this.transfers.get(series.seriesUid);
+    if (running) return running;
+    if (!series.retrieveUrl) throw new RemoteSeriesError(`the manifest gives no Retrieve URL for series ${series.seriesUid}`);
+    const t: Transfer = { done: Promise.resolve(), arrived: [], listeners: new Set() };
+    const { index, retriever, log } = this.deps;
+    t.done = retriever
+      .importExam({ retrieveUrl: series.retrieveUrl, patient: who.patient }, who.professional, async (r) => {
+        const [i] = await index.listInstances({ sopUid: r.sopUid });
+        if (!i || i.studyUid !== studyUid) return;
+        t.arrived.push(i);
+        for (const l of t.listeners) l(i);
+      })
+      .then(
+        () => {
+          t.ended = {};
+          for (const l of t.listeners) l(undefined);
+        },
+        (e: Error) => {
+          log.warn({ seriesUid: series.seriesUid, err: e.message }, 'series could not be fetched from the source box');
+          t.ended = { error: new RemoteSeriesError(e.message) };
+          for (const l of t.listeners) l(undefined, t.ended.error);
+        },
+      )
+      .finally(() => this.transfers.delete(series.seriesUid));
+    this.transfers.set(series.seriesUid, t);
+    return t;
+  }
+}

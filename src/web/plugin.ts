@@ -1,0 +1,245 @@
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import cookie from '@fastify/cookie';
+import formbody from '@fastify/formbody';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from '../common/log.js';
+import { clientAddress } from '../common/access.js';
+import type { AuditTrail } from '../audit/audit-trail.js';
+import { csrfMatches, type SessionStore } from '../auth/sessions.js';
+import { LoginError, type PendingLogin, type PscIdentity, type PscLogin } from '../auth/psc-login.js';
+import type { Professional } from '../auth/professional-token.js';
+import type { DmpExams } from '../consumer/dmp-exams.js';
+import type { RemoteExamCache } from '../consumer/remote-exam-cache.js';
+import type { StudyIndex } from '../store/study-index.js';
+import type { BlobStore } from '../store/blobs.js';
+import { MESSAGES, pickLang, type Lang, type Messages } from './i18n.js';
+import { esc, page, type PageContext } from './html.js';
+import { patientRoutes, type PatientContext } from './patient-routes.js';
+import { IMPORT_MAP_HASH, viewerRoutes, type OpenExam } from './viewer-routes.js';
+import { HttpError } from '../dicomweb/wado.js';
+
+export const SESSION_COOKIE = 'opendrim_session';
+const LOGIN_COOKIE = 'opendrim_login';
+
+/** What a practitioner's web session holds. */
+export interface UserSession {
+  sub: string;
+  professional: Professional;
+  tokens: PscIdentity['tokens'];
+  patient?: PatientContext;
+  /** Exams opened in this session (from their KOS), by Study Instance UID. */
+  exams: Record<string, OpenExam>;
+}
+
+export interface WebDeps {
+  sessions: SessionStore;
+  psc: PscLogin;
+  exams: DmpExams;
+  remote: RemoteExamCache;
+  index: StudyIndex;
+  blobs: BlobStore;
+  audit: AuditTrail;
+  log: Logger;
+  secureCookies: boolean;
+  redundancyWindowDays: number;
+  sessionIdleMs: number;
+}
+
+export type WebRequest = FastifyRequest & {
+  lang: Lang;
+  t: Messages;
+  session?: { token: string; data: UserSession; csrf: string };
+};
+
+export function pageContext(req: WebRequest): PageContext {
+  const s = req.session;
+  return { lang: req.lang, t: req.t, csrf: s?.csrf, user: s ? { id: s.data.professional.id, name: [s.data.professional.givenName, s.data.professional.familyName].filter(Boolean).join(' ') || s.data.professional.id } : undefined };
+}
+
+/** Only our own paths may be a return target after login (no open redirect). */
+function safeReturn(v: unknown): string {
+  return typeof v === 'string' && /^\/app(\/|\?|$)/.test(v) && !v.startsWith('//') ? v : '/app';
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+/** A package's folder: its package.json is not always exported, so resolve its main entry and walk up. */
+function packageDir(name: string): string {
+  let dir = path.dirname(require.resolve(name));
+  while (!existsSync(path.join(dir, 'package.json')) || path.basename(dir) === 'dist' || path.basename(dir) === 'lib') dir = path.dirname(dir);
+  return dir;
+}
+/** Files the browser may load: the viewer library (dwv) and its dependencies, from node_modules; our own assets. */
+const STATIC: Record<string, { file: string; type: string }> = {
+  'app.css': { file: path.join(here, 'static/app.css'), type: 'text/css; charset=utf-8' },
+  'viewer.js': { file: path.join(here, 'static/viewer.js'), type: 'text/javascript; charset=utf-8' },
+  'dwv.min.js': { file: path.join(packageDir('dwv'), 'dist/dwv.min.js'), type: 'text/javascript; charset=utf-8' },
+  'konva.min.js': { file: path.join(packageDir('konva'), 'konva.min.js'), type: 'text/javascript; charset=utf-8' },
+  'jszip.min.js': { file: path.join(packageDir('jszip'), 'dist/jszip.min.js'), type: 'text/javascript; charset=utf-8' },
+  'shim-konva.js': { file: path.join(here, 'static/shim-konva.js'), type: 'text/javascript; charset=utf-8' },
+  'shim-jszip.js': { file: path.join(here, 'static/shim-jszip.js'), type: 'text/javascript; charset=utf-8' },
+  'shim-magic-wand.js': { file: path.join(here, 'static/shim-magic-wand.js'), type: 'text/javascript; charset=utf-8' },
+  'magic-wand.js': { file: path.join(packageDir('magic-wand-tool'), 'dist/magic-wand.js'), type: 'text/javascript; charset=utf-8' },
+};
+
+/**
+ * The practitioners' web application: Pro Santé Connect login, server-side sessions, the patient's exams from
+ * the DMP, reports and the viewer. Served by the node itself, French first, no third-party origin.
+ */
+export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<void> {
+  const { sessions, psc, audit, log } = deps;
+  await app.register(cookie);
+  await app.register(formbody, { bodyLimit: 16 * 1024 });
+  const cookieOpts = { path: '/', httpOnly: true, secure: deps.secureCookies, sameSite: 'lax' as const };
+
+  app.decorateRequest('lang', 'fr');
+  app.decorateRequest('t', null);
+  app.addHook('onRequest', async (req, reply) => {
+    const r = req as WebRequest;
+    const q = (req.query as Record<string, unknown> | undefined)?.lang;
+    r.lang = pickLang(q, req.cookies.lang);
+    r.t = MESSAGES[r.lang];
+    if (q === 'en' || q === 'fr') reply.setCookie('lang', r.lang, { path: '/', sameSite: 'lax', secure: deps.secureCookies, maxAge: 365 * 86400 });
+    const token = req.cookies[SESSION_COOKIE];
+    const s = await sessions.get<UserSession>(token, 'user');
+    if (s && token) {
+      r.session = { token, data: s.data, csrf: s.csrf };
+      // Renew PSC tokens shortly before they expire; a refusal ends the session.
+      if (s.data.tokens.expiresAt < Date.now() + 60_000 && s.data.tokens.refreshToken) {
+        try {
+          s.data.tokens = await psc.refresh(s.data.tokens.refreshToken);
+          await sessions.update(token, s.data);
+        } catch (e) {
+          log.info({ err: (e as Error).message }, 'PSC session could not be renewed; logging out');
+          await sessions.destroy(token);
+          r.session = undefined;
+        }
+      }
+    }
+  });
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('Content-Security-Policy', "default-src 'self'; img-src 'self' data: blob:; script-src 'self' " + IMPORT_MAP_HASH + "; style-src 'self'; worker-src 'self' blob:; frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self' " + new URL(deps.psc.issuerUrl).origin + "; frame-ancestors 'self'");
+    if (!reply.hasHeader('X-Frame-Options') || reply.getHeader('X-Frame-Options') === 'DENY') reply.header('X-Frame-Options', req.url.includes('/body') ? 'SAMEORIGIN' : 'DENY');
+    if (deps.secureCookies) reply.header('Strict-Transport-Security', 'max-age=31536000');
+  });
+
+  /** Routes under /app need a practitioner; pages redirect to login, data answers 401. */
+  const requireUser = async (req: FastifyRequest, reply: FastifyReply) => {
+    const r = req as WebRequest;
+    if (r.session) return;
+    if ((req.headers.accept ?? '').includes('text/html')) return reply.redirect(`/auth/login?returnTo=${encodeURIComponent(req.url)}`);
+    return reply.code(401).type('application/json').send({ error: 'log in with Pro Santé Connect first' });
+  };
+  /** Every form post carries the session's CSRF token. */
+  const requireCsrf = async (req: FastifyRequest, reply: FastifyReply) => {
+    const r = req as WebRequest;
+    if (req.method !== 'POST') return;
+    const submitted = (req.body as Record<string, unknown> | undefined)?.csrf ?? req.headers['x-csrf-token'];
+    if (!r.session || !csrfMatches(r.session.csrf, submitted)) {
+      log.warn({ url: req.url, remote: clientAddress(req) }, 'form refused: missing or wrong CSRF token');
+      return reply.code(403).type('text/html').send(page(pageContext(r), r.t.forbidden, `<h1>${esc(r.t.forbidden)}</h1><p>${esc(r.t.csrf)}</p>`));
+    }
+  };
+
+  app.get('/', async (_req, reply) => reply.redirect('/app'));
+
+  app.get('/auth/login', async (req, reply) => {
+    const r = req as WebRequest;
+    const returnTo = safeReturn((req.query as Record<string, unknown>).returnTo);
+    if ((req.query as Record<string, unknown>).go === undefined) {
+      return reply.type('text/html').send(
+        page(pageContext(r), r.t.loginTitle, `<section class="card login"><h1>${esc(r.t.loginTitle)}</h1><p>${esc(r.t.loginIntro)}</p>
+<a class="button primary" id="psc-login" href="/auth/login?go=1&amp;returnTo=${esc(encodeURIComponent(returnTo))}">${esc(r.t.login)}</a></section>`),
+      );
+    }
+    let begun;
+    try {
+      begun = await psc.begin(returnTo);
+    } catch (e) {
+      return loginError(r, reply, (e as Error).message);
+    }
+    const token = await sessions.create<PendingLogin>('login', begun.pending, 10 * 60_000);
+    reply.setCookie(LOGIN_COOKIE, token, { ...cookieOpts, maxAge: 600 });
+    return reply.redirect(begun.url);
+  });
+
+  function loginError(r: WebRequest, reply: FastifyReply, reason: string) {
+    return reply
+      .code(401)
+      .type('text/html')
+      .send(page(pageContext(r), r.t.loginFailed, `<section class="card"><h1>${esc(r.t.loginFailed)}</h1><p class="error" id="login-error">${esc(reason)}</p><a class="button" href="/auth/login">${esc(r.t.retry)}</a></section>`));
+  }
+
+  app.get('/auth/callback', async (req, reply) => {
+    const r = req as WebRequest;
+    const loginToken = req.cookies[LOGIN_COOKIE];
+    const pending = await sessions.get<PendingLogin>(loginToken, 'login');
+    reply.clearCookie(LOGIN_COOKIE, { path: '/' });
+    if (loginToken) await sessions.destroy(loginToken);
+    if (!pending) return loginError(r, reply, 'login attempt unknown or expired: start again');
+    const q = req.query as Record<string, string>;
+    if (q.error) {
+      await audit.record({ actorType: 'practitioner', actorId: 'unknown', actorAddress: clientAddress(req), action: 'auth.login', outcome: 'refused', detail: { error: q.error, description: q.error_description } });
+      return loginError(r, reply, q.error_description ?? q.error);
+    }
+    let identity: PscIdentity;
+    try {
+      identity = await psc.complete(new URL(req.url, psc.redirectUri), pending.data);
+    } catch (e) {
+      await audit.record({ actorType: 'practitioner', actorId: 'unknown', actorAddress: clientAddress(req), action: 'auth.login', outcome: 'failure', detail: { error: (e as Error).message } });
+      if (e instanceof LoginError) return loginError(r, reply, e.message);
+      throw e;
+    }
+    // A fresh session token at login: whatever cookie the browser had before is not reused (no fixation).
+    const old = req.cookies[SESSION_COOKIE];
+    if (old) await sessions.destroy(old);
+    const token = await sessions.create<UserSession>('user', { sub: identity.sub, professional: identity.professional, tokens: identity.tokens, exams: {} });
+    reply.setCookie(SESSION_COOKIE, token, cookieOpts);
+    await audit.record({ actorType: 'practitioner', actorId: identity.professional.id, actorAddress: clientAddress(req), action: 'auth.login', outcome: 'success', detail: { profession: identity.professional.profession, specialty: identity.professional.specialty, acr: identity.professional.acr } });
+    return reply.redirect(pending.data.returnTo);
+  });
+
+  app.post('/auth/logout', { preHandler: [requireCsrf] }, async (req, reply) => {
+    const r = req as WebRequest;
+    const s = r.session!;
+    await sessions.destroy(s.token);
+    reply.clearCookie(SESSION_COOKIE, { path: '/' });
+    await audit.record({ actorType: 'practitioner', actorId: s.data.professional.id, actorAddress: clientAddress(req), action: 'auth.logout', outcome: 'success' });
+    const url = await psc.logoutUrl(s.data.tokens.idToken).catch(() => undefined);
+    return reply.redirect(url ?? '/auth/login');
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    const r = req as WebRequest;
+    const status = err instanceof HttpError ? err.status : (err.statusCode ?? 500);
+    if (status >= 500) log.error({ err, url: req.url }, 'web request failed');
+    if ((req.headers.accept ?? '').includes('text/html')) return reply.code(status).type('text/html').send(page(pageContext(r), String(status), `<section class="card"><h1>${esc(status === 404 ? r.t.notFound : status === 403 ? r.t.forbidden : String(status))}</h1><p class="error">${esc(err.message)}</p></section>`));
+    return reply.code(status).type('application/json').send({ error: err.message });
+  });
+
+  // dwv's decoders for compressed images run in workers it loads from its own folder.
+  app.get('/app/static/assets/workers/:file', async (req, reply) => {
+    const file = (req.params as { file: string }).file;
+    if (!/^[a-z0-9]+\.worker\.min\.js$/.test(file)) return reply.code(404).send({ error: 'no such file' });
+    reply.header('Cache-Control', 'public, max-age=3600');
+    return reply.type('text/javascript; charset=utf-8').send(await readFile(path.join(packageDir('dwv'), 'dist/assets/workers', file)));
+  });
+
+  app.get('/app/static/:file', async (req, reply) => {
+    const entry = STATIC[(req.params as { file: string }).file];
+    if (!entry) return reply.code(404).send({ error: 'no such file' });
+    reply.header('Cache-Control', 'public, max-age=3600');
+    return reply.type(entry.type).send(await readFile(entry.file));
+  });
+
+  await app.register(async (scoped) => {
+    scoped.addHook('preHandler', requireUser);
+    scoped.addHook('preHandler', requireCsrf);
+    await scoped.register(patientRoutes, { deps });
+    await scoped.register(viewerRoutes, { deps });
+  });
+}

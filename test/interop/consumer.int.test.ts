@@ -1,0 +1,231 @@
+/**
+ * The consumer function in a real browser (Debian chromium driven by playwright-core): a practitioner at
+ * "Cabinet B" logs in through the Pro Santé Connect stand-in, arrives by contextual launch on a patient, sees
+ * the exams CHU A published to the DMP stand-in, reads a report, and opens an exam whose images come from CHU A
+ * (Orthanc as its PACS) into the viewer, then compares it with the prior. Screenshots go to docs/screenshots.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { CompactSign, exportSPKI, generateKeyPair } from 'jose';
+import { generateStudy, type GeneratedStudy } from '../harness/gen-study.js';
+import { freePort, haveCommand, startOrthanc, type Orthanc } from '../harness/peers.js';
+import { startTestNode } from '../harness/node.js';
+import { issueBoxCertificate, makeTestPki, type TestPki } from '../harness/certs.js';
+import { createLogger } from '../../src/common/log.js';
+import { sendMllp } from '../../src/hl7/mllp.js';
+import { parseMessage } from '../../src/hl7/message.js';
+import { DmpServer } from '../../src/simulators/dmp/server.js';
+import { PscServer } from '../../src/simulators/psc/server.js';
+import { TEST_PIN } from '../../src/simulators/psc/accounts.js';
+import { imagingReportCda, oruR01, type ReportSpec } from '../../src/simulators/ris/reports.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const skip = !haveCommand('Orthanc') ? 'Orthanc is not installed' : !existsSync(CHROMIUM) ? 'Debian chromium is not installed (apt-get install chromium)' : false;
+const SHOTS = path.resolve('docs/screenshots');
+
+const INS = '280067512345690';
+type Node = Awaited<ReturnType<typeof startTestNode>>;
+
+describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP list, report, viewer', { skip }, () => {
+  let work: string;
+  let pki: TestPki;
+  let orthanc: Orthanc;
+  let dmp: DmpServer;
+  let psc: PscServer;
+  let a: Node;
+  let b: Node;
+  let browser: Browser;
+  let pg: Page;
+  let current: GeneratedStudy;
+  let prior: GeneratedStudy;
+  let bUrl: string;
+
+  const publish = async (spec: ReportSpec) => {
+    const ack = parseMessage(await sendMllp('127.0.0.1', a.hl7Port!, oruR01(spec, imagingReportCda(spec))));
+    assert.equal(ack.segment('MSA')!.get(1), 'AA', ack.segment('ERR')?.get(8));
+  };
+  const exchangeRetrievesAtA = async () => {
+    await a.audit.flush();
+    return (await a.audit.search({ action: 'exchange.retrieve', limit: 1000 })).filter((r) => r.outcome === 'success').length;
+  };
+  /** True when a canvas of the layer group holds an image that is not uniform. */
+  const drawn = (group: string) =>
+    pg.evaluate((id) => {
+      for (const c of document.querySelectorAll<HTMLCanvasElement>(`#${id} canvas`)) {
+        if (!c.width || !c.height) continue;
+        const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+        let min = 255;
+        let max = 0;
+        for (let i = 0; i < d.length; i += 4 * 7) {
+          min = Math.min(min, d[i]!);
+          max = Math.max(max, d[i]!);
+        }
+        if (max - min > 20) return true;
+      }
+      return false;
+    }, group);
+
+  const pixelSum = (group: string) =>
+    pg.evaluate((id) => {
+      let sum = 0;
+      for (const c of document.querySelectorAll<HTMLCanvasElement>(`#${id} canvas`)) {
+        if (!c.width || !c.height) continue;
+        const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < d.length; i += 4 * 5) sum += d[i]!;
+      }
+      return sum;
+    }, group);
+
+  before(async () => {
+    work = mkdtempSync(path.join(tmpdir(), 'consumer-it-'));
+    mkdirSync(SHOTS, { recursive: true });
+    pki = makeTestPki();
+    const boxA = issueBoxCertificate(pki, 'drimbox.chu-a.test', 'CHU A');
+    const boxB = issueBoxCertificate(pki, 'drimbox.cabinet-b.test', 'Cabinet B');
+    const authority = await generateKeyPair('ES256', { extractable: true });
+    writeFileSync(path.join(work, 'authority.pem'), await exportSPKI(authority.publicKey));
+    const list = { issuer: 'ANS (test)', issuedAt: new Date().toISOString(), version: 1, entries: [{ domain: 'drimbox.chu-a.test', subjectDn: boxA.subjectDn }, { domain: 'drimbox.cabinet-b.test', subjectDn: boxB.subjectDn }] };
+    writeFileSync(path.join(work, 'trust-list.jws'), await new CompactSign(new TextEncoder().encode(JSON.stringify(list))).setProtectedHeader({ alg: 'ES256' }).sign(authority.privateKey));
+    const exchange = (domain: string) => ({ port: 0, domain, trustList: { file: path.join(work, 'trust-list.jws'), authority: path.join(work, 'authority.pem') } });
+
+    current = generateStudy({ out: path.join(work, 'current'), modality: 'CT', series: 2, slices: 40, rows: 256, cols: 256, patientId: INS, patientName: 'PAT-ECHANGE^CAMILLE', accession: 'ACC-CUR', studyDate: '20261120', description: 'TDM thorax' });
+    prior = generateStudy({ out: path.join(work, 'prior'), modality: 'CT', series: 1, slices: 20, rows: 256, cols: 256, patientId: INS, patientName: 'PAT-ECHANGE^CAMILLE', accession: 'ACC-PRI', studyDate: '20250310', description: 'TDM thorax' });
+    orthanc = await startOrthanc({ name: 'chu-a-pacs', aet: 'PACS' });
+    for (const f of [...current.files, ...prior.files]) await orthanc.api('POST', '/instances', readFileSync(f));
+    dmp = await new DmpServer({ host: '127.0.0.1', port: 0, dataDir: path.join(work, 'dmp'), log: createLogger('silent') }).start();
+    const dmpUrls = { registryUrl: `${dmp.url}/registry`, repositoryUrl: `${dmp.url}/repository` };
+    a = await startTestNode({ aeTitle: 'DRIMBOXA', dicomTlsPort: 0, tls: { cert: boxA.cert, key: boxA.key, ca: pki.ca }, exchange: exchange('drimbox.chu-a.test'), peers: [{ aeTitle: 'PACS', host: '127.0.0.1', port: orthanc.dicomPort }], source: { pacs: 'PACS', dmp: dmpUrls, organisation: { finess: '750712184', name: 'CHU A' } } });
+    const bPort = await freePort();
+    bUrl = `https://127.0.0.1:${bPort}`;
+    psc = await new PscServer({ host: '127.0.0.1', port: 0, clients: [{ clientId: 'opendrim-b', clientSecret: 'secret-b', redirectUris: [`${bUrl}/auth/callback`], postLogoutRedirectUris: [`${bUrl}/auth/login`] }], log: createLogger('silent') }).start();
+    // B serves its web UI over HTTPS with its box certificate (the test authority: the browser is told to accept it).
+    b = await startTestNode({ aeTitle: 'DRIMBOXB', httpPort: bPort, publicUrl: bUrl, dicomTlsPort: 0, tls: { cert: boxB.cert, key: boxB.key, ca: pki.ca }, exchange: exchange('drimbox.cabinet-b.test'), consumer: { psc: { issuer: psc.issuer, clientId: 'opendrim-b', clientSecret: 'secret-b' }, dmp: dmpUrls } });
+
+    const base = { ins: INS, ipp: 'IPP-A-7', family: 'PAT-ECHANGE', given: 'CAMILLE', birthDate: '19800615', sex: 'F' as const, examCode: { code: 'ZBQK002', display: 'Scanographie du thorax' } };
+    await publish({ ...base, studyUid: prior.studyUid, accessionNumber: 'ACC-PRI', setId: 'B1C2D3E4-0000-4000-8000-000000000010', version: 1, effectiveTime: '20250310113000+0100', text: 'Examen antérieur : pas de nodule.' });
+    await publish({ ...base, studyUid: current.studyUid, accessionNumber: 'ACC-CUR', setId: 'B1C2D3E4-0000-4000-8000-000000000011', version: 1, effectiveTime: '20261120103000+0100', text: 'Nodule de 4 mm du lobe supérieur droit.' });
+
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+    pg = await (await browser.newContext({ viewport: { width: 1440, height: 900 }, ignoreHTTPSErrors: true })).newPage();
+  });
+  after(async () => {
+    await browser?.close();
+    await Promise.all([a?.cleanup(), b?.cleanup()]);
+    await psc?.close();
+    await dmp?.close();
+    await orthanc?.stop();
+    rmSync(work, { recursive: true, force: true });
+    if (pki) rmSync(pki.dir, { recursive: true, force: true });
+  });
+
+  test('contextual launch asks for a PSC login first, then shows the strict INS traits and the DMP exams', async () => {
+    const launch = `${bUrl}/app/launch?ins=${INS}&oid=1.2.250.1.213.1.4.10&birthName=PAT-ECHANGE&firstGiven=CAMILLE&givenNames=CAMILLE%20MARIE&birthDate=1980-06-15&sex=F&birthPlace=75056&usedName=DURAND&plannedModality=CT&plannedRegion=thorax`;
+    await pg.goto(launch);
+    await pg.screenshot({ path: path.join(SHOTS, 'login.png') });
+    await pg.click('#psc-login');
+    await pg.waitForSelector('#account');
+    await pg.selectOption('#account', { label: 'Dr Jeanne RADIO, radiologue' });
+    await pg.fill('#pin', TEST_PIN);
+    await Promise.all([pg.waitForURL(/\/app\/patient/), pg.click('#connect')]);
+    assert.match(await pg.textContent('#current-user') ?? '', /Jeanne RADIO/);
+    const identity = (await pg.textContent('#identity')) ?? '';
+    for (const trait of ['PAT-ECHANGE', 'CAMILLE', '15/06/1980', 'Féminin', '75056', INS]) assert.ok(identity.includes(trait), `${trait} shown`);
+    const rows = await pg.$$eval('table.exams tbody tr', (trs) => trs.map((tr) => tr.textContent ?? ''));
+    assert.ok(rows.length >= 2, 'both exams listed');
+    assert.match(await pg.textContent('#similar') ?? '', /Scanographie du thorax/, 'the redundancy check names the prior CT of the thorax');
+    await pg.screenshot({ path: path.join(SHOTS, 'patient-exams.png'), fullPage: true });
+
+    const cookies = await pg.context().cookies(bUrl);
+    const session = cookies.find((c) => c.name === 'opendrim_session')!;
+    assert.ok(session.httpOnly && session.secure && session.sameSite === 'Lax', 'session cookie is httpOnly, Secure, SameSite=Lax');
+  });
+
+  test('the report is readable inline; a document of another patient cannot be opened', async () => {
+    await Promise.all([pg.waitForURL(/\/app\/reports\//), pg.click('table.exams tbody tr:first-child .report-link')]);
+    assert.match(await pg.textContent('#report-title') ?? '', /./);
+    const body = await pg.evaluate(async () => {
+      const r = await fetch((document.getElementById('report-body') as HTMLIFrameElement).src);
+      return { type: r.headers.get('content-type'), start: (await r.text()).slice(0, 200) };
+    });
+    assert.equal(body.type, 'application/pdf', body.start);
+    assert.ok(body.start.startsWith('%PDF-'));
+    await pg.screenshot({ path: path.join(SHOTS, 'report.png') });
+    const status = await pg.evaluate(async () => (await fetch('/app/reports/1.2.3/9.9.9.9/body')).status);
+    assert.equal(status, 403);
+    await pg.goBack();
+  });
+
+  test('opening the current exam streams it from CHU A into the viewer; pixels drawn; the prior side by side; a second opening comes from the cache', async () => {
+    const retrievesBefore = await exchangeRetrievesAtA();
+    const started = Date.now();
+    await Promise.all([pg.waitForURL(/\/app\/exams\//), pg.click(`tr[data-study="${current.studyUid}"] .open-exam`)]);
+    await pg.waitForFunction(() => Number((document.getElementById('viewer') as HTMLElement).dataset.loaded0 ?? 0) > 0, undefined, { timeout: 30_000 });
+    await pg.waitForFunction(() => [...document.querySelectorAll('#layerGroup0 canvas')].some((c) => (c as HTMLCanvasElement).width > 0), undefined, { timeout: 30_000 });
+    let firstImageMs = 0;
+    for (let i = 0; i < 100 && !(await drawn('layerGroup0')); i++) await pg.waitForTimeout(100);
+    firstImageMs = Date.now() - started;
+    assert.ok(await drawn('layerGroup0'), 'the first series is drawn');
+    console.log(`# first image on screen ${firstImageMs} ms after the click (40-slice 256x256 CT series from the source box)`);
+    await pg.waitForFunction(() => (document.getElementById('viewer') as HTMLElement).dataset.complete0 === 'true', undefined, { timeout: 60_000 });
+    const loaded = await pg.evaluate(() => {
+      const app = (window as any).opendrimViewer.apps[0];
+      return app.getDataIds().map((id: string) => ({ id, slices: app.getData(id)?.image?.getGeometry().getSize().get(2) }));
+    });
+    assert.deepEqual(loaded.map((d: { slices: number }) => d.slices), [40], 'the whole series is one volume of 40 slices in the viewer');
+    const shown = await pg.$eval('#series-list button.active', (b) => (b as HTMLElement).dataset.series!);
+    assert.ok(current.seriesUids.includes(shown));
+    assert.equal((await b.index.listInstances({ studyUid: current.studyUid, seriesUid: shown })).length, 40, 'the series is in B\'s cache');
+
+    // Window/level: a drag on the image changes the pixels drawn.
+    await pg.click('#toolbar [data-tool="WindowLevel"]');
+    const before = await pixelSum('layerGroup0');
+    const box = (await pg.$('#layerGroup0'))!.boundingBox();
+    const { x, y, width, height } = (await box)!;
+    await pg.mouse.move(x + width / 2, y + height / 2);
+    await pg.mouse.down();
+    await pg.mouse.move(x + width / 2 + 120, y + height / 2 + 80, { steps: 8 });
+    await pg.mouse.up();
+    await pg.waitForTimeout(200);
+    assert.notEqual(await pixelSum('layerGroup0'), before, 'window/level changed the rendering');
+    await pg.screenshot({ path: path.join(SHOTS, 'viewer.png') });
+
+    // Current vs prior.
+    const priorOption = await pg.$$eval('#compare option', (os) => os.map((o) => (o as HTMLOptionElement).value).find((v) => v));
+    await pg.selectOption('#compare', priorOption!);
+    await pg.waitForFunction(() => (document.getElementById('viewer') as HTMLElement).dataset.complete1 === 'true', undefined, { timeout: 60_000 });
+    for (let i = 0; i < 50 && !(await drawn('layerGroup1')); i++) await pg.waitForTimeout(100);
+    assert.ok(await drawn('layerGroup1'), 'the prior is drawn beside');
+    await pg.screenshot({ path: path.join(SHOTS, 'viewer-compare.png') });
+
+    const retrievesAfterFirst = await exchangeRetrievesAtA();
+    assert.ok(retrievesAfterFirst > retrievesBefore, 'the images came from CHU A');
+    await pg.reload();
+    await pg.waitForFunction(() => (document.getElementById('viewer') as HTMLElement).dataset.complete0 === 'true', undefined, { timeout: 60_000 });
+    assert.ok(await drawn('layerGroup0'));
+    assert.equal(await exchangeRetrievesAtA(), retrievesAfterFirst, 'a second opening asks CHU A for nothing');
+  });
+
+  test('logout ends the session; its cookie no longer opens anything; posts without the CSRF token are refused', async () => {
+    const cookie = (await pg.context().cookies(bUrl)).find((c) => c.name === 'opendrim_session')!;
+    const http = pg.context().request;
+    const withCookie = { cookie: `opendrim_session=${cookie.value}` };
+    const noCsrf = await http.post(`${bUrl}/auth/logout`, { headers: withCookie, form: { csrf: 'forged' }, maxRedirects: 0 });
+    assert.equal(noCsrf.status(), 403);
+    await Promise.all([pg.waitForURL(/\/auth\/login/), pg.click('#logout')]);
+    const after = await http.get(`${bUrl}/app/patient?ins=${INS}&oid=1.2.250.1.213.1.4.10`, { headers: { ...withCookie, accept: 'text/html' }, maxRedirects: 0 });
+    assert.equal(after.status(), 302);
+    assert.match(after.headers().location ?? '', /^\/auth\/login/);
+    const api = await http.get(`${bUrl}/app/dicom-web/studies/${current.studyUid}/series/${current.seriesUids[0]}`, { headers: withCookie, maxRedirects: 0 });
+    assert.equal(api.status(), 401);
+    // A return target outside the application is ignored (no open redirect).
+    const open = await http.get(`${bUrl}/auth/login?go=1&returnTo=//evil.example/x`, { maxRedirects: 0 });
+    assert.equal(open.status(), 302);
+    assert.match(open.headers()['set-cookie'] ?? '', /opendrim_login=.*HttpOnly/i);
+    const b2 = await b.audit.search({ action: 'auth.login', limit: 10 });
+    assert.ok(b2.some((r) => r.outcome === 'success' && r.actorId === '8899700218896'));
+  });
+});
