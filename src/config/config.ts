@@ -196,6 +196,18 @@ export const ConfigSchema = z
           .default({ idleMinutes: 30, absoluteHours: 12 }),
         /** Cookies marked Secure; defaults to true when publicUrl is https. */
         secureCookies: z.boolean().optional(),
+        /** Importing remote exams into the local PACS. */
+        import: z
+          .object({
+            /** AE title (one of `peers`) of the local PACS. */
+            pacs: z.string().min(1),
+            /** C-STORE, or STOW-RS to the peer's `dicomweb` URL. */
+            method: z.enum(['C-STORE', 'STOW-RS']).default('C-STORE'),
+            /** Issuer of Patient ID (0010,0021) of local patient IDs (IPP). */
+            issuer: z.string().min(1),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .optional(),
@@ -368,6 +380,12 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     if (!cfg.consumer.dmp && !cfg.source?.dmp) throw new ConfigError('invalid configuration: consumer.dmp (or source.dmp) is needed to search the DMP');
     const psc = cfg.consumer.psc;
     if (!psc.clientSecret && !psc.clientSecretFile) throw new ConfigError('invalid configuration: consumer.psc needs clientSecret or clientSecretFile');
+    const imp = cfg.consumer.import;
+    if (imp) {
+      const peer = cfg.peers.find((p) => p.aeTitle === imp.pacs);
+      if (!peer) throw new ConfigError(`invalid configuration: consumer.import.pacs: ${imp.pacs} is not one of the configured peers`);
+      if (imp.method === 'STOW-RS' && !peer.dicomweb) throw new ConfigError(`invalid configuration: consumer.import.method STOW-RS needs peers[${imp.pacs}].dicomweb`);
+    }
     if (psc.clientSecretFile && !existsSync(psc.clientSecretFile)) throw new ConfigError(`invalid configuration: consumer.psc.clientSecretFile: file ${psc.clientSecretFile} does not exist`);
   }
   if (cfg.source && !cfg.peers.some((p) => p.aeTitle === cfg.source!.pacs)) throw new ConfigError(`invalid configuration: source.pacs: ${cfg.source.pacs} is not one of the configured peers`);

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { tlsMaterial, type Config } from '../config/config.js';
 import { createLogger, type Logger } from '../common/log.js';
@@ -32,6 +33,10 @@ import { PscLogin } from '../auth/psc-login.js';
 import { DmpExams } from '../consumer/dmp-exams.js';
 import { RemoteExamCache } from '../consumer/remote-exam-cache.js';
 import { webRoutes } from '../web/plugin.js';
+import { PacsImports } from '../consumer/pacs-import.js';
+import { LocalIdentities } from '../identity/local-identities.js';
+import { storeInstances } from '../dicom/scu.js';
+import { DicomwebClient } from '../dicomweb/client.js';
 
 export const VERSION = '0.1.0';
 
@@ -60,6 +65,8 @@ export class OpenDrimNode {
   sourceBoxes: SourceBoxRetriever | undefined;
   private trustListTimer: NodeJS.Timeout | undefined;
   sessions: SessionStore | undefined;
+  /** Imports of remote exams into the local PACS, when consumer.import is configured. */
+  imports: PacsImports | undefined;
   private sessionSweep: NodeJS.Timeout | undefined;
   private shuttingDown = false;
 
@@ -250,11 +257,39 @@ export class OpenDrimNode {
     this.sessions = new SessionStore(this.database.db, { idleMs: consumer.session.idleMinutes * 60_000, absoluteMs: consumer.session.absoluteHours * 3600_000 });
     const psc = new PscLogin({ issuer: consumer.psc.issuer, clientId: consumer.psc.clientId, clientSecret: secret, redirectUri: `${publicUrl}/auth/callback`, postLogoutRedirectUri: `${publicUrl}/auth/login`, scope: consumer.psc.scope, acr: consumer.psc.acr }, log.child({ component: 'psc' }));
     const xds = new XdsClient({ registryUrl: dmp.registryUrl, repositoryUrl: dmp.repositoryUrl, tls: tlsFiles ? { cert: tlsFiles.cert, key: tlsFiles.key, ca: tlsFiles.ca } : undefined });
+    const remote = new RemoteExamCache({ index: this.index, retriever: this.sourceBoxes!, log: log.child({ component: 'consumer' }) });
+    if (consumer.import) {
+      const imp = consumer.import;
+      const peer = config.peers.find((p) => p.aeTitle === imp.pacs)!;
+      const gateway = new PacsGateway(remoteFor(config, peer), config.aeTitle);
+      this.imports = new PacsImports({
+        db: this.database.db,
+        dialect: this.database.dialect,
+        identities: new LocalIdentities(this.database.db, imp.issuer, (ins) => gateway.patientIdsByOtherId(ins)),
+        remote,
+        blobs: this.blobs,
+        pacs: {
+          send: async (files) => {
+            if (imp.method === 'STOW-RS') {
+              const r = await new DicomwebClient(peer.dicomweb!).store(files.map((f) => f.path));
+              return { completed: r.stored, failed: r.failed };
+            }
+            return storeInstances(remoteFor(config, peer), config.aeTitle, files);
+          },
+          countInstances: (studyUid, patientId) => gateway.countInstances(studyUid, patientId),
+        },
+        workDir: path.join(config.dataDir, 'tmp'),
+        audit: this.audit,
+        log: log.child({ component: 'import' }),
+      });
+      this.imports.start();
+    }
     await this.http.register(webRoutes, {
       sessions: this.sessions,
       psc,
       exams: new DmpExams(xds),
-      remote: new RemoteExamCache({ index: this.index, retriever: this.sourceBoxes!, log: log.child({ component: 'consumer' }) }),
+      remote,
+      imports: this.imports,
       index: this.index,
       blobs: this.blobs,
       audit: this.audit,
@@ -273,6 +308,7 @@ export class OpenDrimNode {
     this.shuttingDown = true;
     if (this.trustListTimer) clearInterval(this.trustListTimer);
     if (this.sessionSweep) clearInterval(this.sessionSweep);
+    this.imports?.stop();
     this.studyCache?.stop();
     await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close(), this.hl7?.close(graceMs), this.exchange?.close()]);
     await this.blobs?.close();

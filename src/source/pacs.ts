@@ -95,4 +95,24 @@ export class PacsGateway {
   async move(level: Level, keys: Record<string, string>, destinationAe: string): Promise<RetrieveOutcome> {
     return move(this.remote, this.callingAe, destinationAe, level, keys);
   }
+
+  /** Patient IDs under which the PACS holds studies whose Other Patient IDs (0010,1000) include `otherId` (e.g. the INS). */
+  async patientIdsByOtherId(otherId: string): Promise<Array<{ patientId: string; issuer: string }>> {
+    const rows = await find(this.remote, this.callingAe, 'STUDY', { PatientID: '', IssuerOfPatientID: '', OtherPatientIDs: otherId, StudyInstanceUID: '' });
+    const seen = new Map<string, { patientId: string; issuer: string }>();
+    for (const r of rows) {
+      const patientId = str(r, '00100020');
+      if (patientId) seen.set(`${patientId}|${str(r, '00100021')}`, { patientId, issuer: str(r, '00100021') });
+    }
+    return [...seen.values()];
+  }
+
+  /** Number of instances of a study the PACS holds under a patient ID. */
+  async countInstances(studyUid: string, patientId: string): Promise<number> {
+    const rows = await find(this.remote, this.callingAe, 'SERIES', { StudyInstanceUID: studyUid, SeriesInstanceUID: '', NumberOfSeriesRelatedInstances: '' });
+    if (!rows.length) return 0;
+    const study = await find(this.remote, this.callingAe, 'STUDY', { StudyInstanceUID: studyUid, PatientID: patientId });
+    if (!study.length) return 0;
+    return rows.reduce((n, r) => n + (Number(str(r, '00201209')) || 0), 0);
+  }
 }

@@ -110,7 +110,37 @@ export interface WebSessionTable {
   last_seen: string;
   expires_at: string;
 }
+export interface PatientIdentityTable {
+  ins: string;
+  ins_oid: string;
+  local_id: string;
+  issuer: string;
+  source: string;
+  updated_at: string;
+}
+export interface ImportJobTable {
+  id: Generated<number>;
+  study_uid: string;
+  patient_ins: string;
+  patient_oid: string;
+  requested_by: string;
+  professional: string;
+  manifest: string;
+  status: string;
+  local_id: string | null;
+  done: number;
+  total: number;
+  attempts: number;
+  next_attempt_at: string;
+  claimed_by: string | null;
+  error: string | null;
+  report: string | null;
+  created_at: string;
+  updated_at: string;
+}
 export interface DB {
+  patient_identities: PatientIdentityTable;
+  import_jobs: ImportJobTable;
   web_sessions: WebSessionTable;
   cached_studies: CachedStudyTable;
   publications: PublicationTable;

@@ -180,6 +180,47 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.dropTable('web_sessions').execute();
       },
     },
+    '0006_imports': {
+      async up(db: Kysely<any>) {
+        // Local identities by INS: from decisions made in the import queue, the local PACS, later HL7 ADT.
+        await db.schema
+          .createTable('patient_identities')
+          .addColumn('ins', 'text', (c) => c.primaryKey())
+          .addColumn('ins_oid', 'text', (c) => c.notNull())
+          .addColumn('local_id', 'text', (c) => c.notNull())
+          .addColumn('issuer', 'text', (c) => c.notNull())
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        // Imports of remote exams into the local PACS: a durable job per exam, resumable, with its report.
+        await db.schema
+          .createTable('import_jobs')
+          .addColumn('id', pk, (c) => (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('study_uid', 'text', (c) => c.notNull())
+          .addColumn('patient_ins', 'text', (c) => c.notNull())
+          .addColumn('patient_oid', 'text', (c) => c.notNull())
+          .addColumn('requested_by', 'text', (c) => c.notNull())
+          .addColumn('professional', 'text', (c) => c.notNull())
+          .addColumn('manifest', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('local_id', 'text')
+          .addColumn('done', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('total', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('next_attempt_at', 'text', (c) => c.notNull())
+          .addColumn('claimed_by', 'text')
+          .addColumn('error', 'text')
+          .addColumn('report', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('import_jobs_status').on('import_jobs').columns(['status', 'next_attempt_at']).execute();
+      },
+      async down(db: Kysely<any>) {
+        await db.schema.dropTable('import_jobs').execute();
+        await db.schema.dropTable('patient_identities').execute();
+      },
+    },
   };
 }
 

@@ -14,6 +14,8 @@ import { LoginError, type PendingLogin, type PscIdentity, type PscLogin } from '
 import type { Professional } from '../auth/professional-token.js';
 import type { DmpExams } from '../consumer/dmp-exams.js';
 import type { RemoteExamCache } from '../consumer/remote-exam-cache.js';
+import type { PacsImports } from '../consumer/pacs-import.js';
+import { importRoutes } from './import-routes.js';
 import type { StudyIndex } from '../store/study-index.js';
 import type { BlobStore } from '../store/blobs.js';
 import { MESSAGES, pickLang, type Lang, type Messages } from './i18n.js';
@@ -40,6 +42,7 @@ export interface WebDeps {
   psc: PscLogin;
   exams: DmpExams;
   remote: RemoteExamCache;
+  imports?: PacsImports;
   index: StudyIndex;
   blobs: BlobStore;
   audit: AuditTrail;
@@ -241,5 +244,6 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
     scoped.addHook('preHandler', requireCsrf);
     await scoped.register(patientRoutes, { deps });
     await scoped.register(viewerRoutes, { deps });
+    await scoped.register(importRoutes, { deps });
   });
 }

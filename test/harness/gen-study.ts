@@ -125,6 +125,8 @@ export function generateStudy(spec: StudySpec): GeneratedStudy {
       };
       if (spec.ins) {
         ds.OtherPatientIDsSequence = [{ PatientID: spec.ins, IssuerOfPatientID: 'ASIP-SANTE-INS-NIR', TypeOfPatientID: 'TEXT' }];
+        // Many PACS index only the flat Other Patient IDs (0010,1000); sites fill both.
+        ds.OtherPatientIDs = spec.ins;
       }
       const meta = {
         FileMetaInformationVersion: new Uint8Array([0, 1]).buffer,

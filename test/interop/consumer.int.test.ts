@@ -22,6 +22,12 @@ import { DmpServer } from '../../src/simulators/dmp/server.js';
 import { PscServer } from '../../src/simulators/psc/server.js';
 import { TEST_PIN } from '../../src/simulators/psc/accounts.js';
 import { imagingReportCda, oruR01, type ReportSpec } from '../../src/simulators/ris/reports.js';
+import { find } from '../../src/dicom/scu.js';
+
+async function orthancFirstInstanceTags(o: Orthanc, studyUid: string): Promise<Record<string, unknown>> {
+  const [id] = await o.api('POST', '/tools/find', { Level: 'Instance', Query: { StudyInstanceUID: studyUid }, Limit: 1 });
+  return o.api('GET', `/instances/${id}/simplified-tags`);
+}
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = !haveCommand('Orthanc') ? 'Orthanc is not installed' : !existsSync(CHROMIUM) ? 'Debian chromium is not installed (apt-get install chromium)' : false;
@@ -34,6 +40,7 @@ describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP lis
   let work: string;
   let pki: TestPki;
   let orthanc: Orthanc;
+  let pacsB: Orthanc;
   let dmp: DmpServer;
   let psc: PscServer;
   let a: Node;
@@ -99,11 +106,12 @@ describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP lis
     dmp = await new DmpServer({ host: '127.0.0.1', port: 0, dataDir: path.join(work, 'dmp'), log: createLogger('silent') }).start();
     const dmpUrls = { registryUrl: `${dmp.url}/registry`, repositoryUrl: `${dmp.url}/repository` };
     a = await startTestNode({ aeTitle: 'DRIMBOXA', dicomTlsPort: 0, tls: { cert: boxA.cert, key: boxA.key, ca: pki.ca }, exchange: exchange('drimbox.chu-a.test'), peers: [{ aeTitle: 'PACS', host: '127.0.0.1', port: orthanc.dicomPort }], source: { pacs: 'PACS', dmp: dmpUrls, organisation: { finess: '750712184', name: 'CHU A' } } });
+    pacsB = await startOrthanc({ name: 'cabinet-b-pacs', aet: 'PACSB' });
     const bPort = await freePort();
     bUrl = `https://127.0.0.1:${bPort}`;
     psc = await new PscServer({ host: '127.0.0.1', port: 0, clients: [{ clientId: 'opendrim-b', clientSecret: 'secret-b', redirectUris: [`${bUrl}/auth/callback`], postLogoutRedirectUris: [`${bUrl}/auth/login`] }], log: createLogger('silent') }).start();
     // B serves its web UI over HTTPS with its box certificate (the test authority: the browser is told to accept it).
-    b = await startTestNode({ aeTitle: 'DRIMBOXB', httpPort: bPort, publicUrl: bUrl, dicomTlsPort: 0, tls: { cert: boxB.cert, key: boxB.key, ca: pki.ca }, exchange: exchange('drimbox.cabinet-b.test'), consumer: { psc: { issuer: psc.issuer, clientId: 'opendrim-b', clientSecret: 'secret-b' }, dmp: dmpUrls } });
+    b = await startTestNode({ aeTitle: 'DRIMBOXB', httpPort: bPort, publicUrl: bUrl, dicomTlsPort: 0, tls: { cert: boxB.cert, key: boxB.key, ca: pki.ca }, exchange: exchange('drimbox.cabinet-b.test'), peers: [{ aeTitle: 'PACSB', host: '127.0.0.1', port: pacsB.dicomPort }], consumer: { psc: { issuer: psc.issuer, clientId: 'opendrim-b', clientSecret: 'secret-b' }, dmp: dmpUrls, import: { pacs: 'PACSB', issuer: 'CABINET-B' } } });
 
     const base = { ins: INS, ipp: 'IPP-A-7', family: 'PAT-ECHANGE', given: 'CAMILLE', birthDate: '19800615', sex: 'F' as const, examCode: { code: 'ZBQK002', display: 'Scanographie du thorax' } };
     await publish({ ...base, studyUid: prior.studyUid, accessionNumber: 'ACC-PRI', setId: 'B1C2D3E4-0000-4000-8000-000000000010', version: 1, effectiveTime: '20250310113000+0100', text: 'Examen antérieur : pas de nodule.' });
@@ -118,6 +126,7 @@ describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP lis
     await psc?.close();
     await dmp?.close();
     await orthanc?.stop();
+    await pacsB?.stop();
     rmSync(work, { recursive: true, force: true });
     if (pki) rmSync(pki.dir, { recursive: true, force: true });
   });
@@ -207,6 +216,33 @@ describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP lis
     await pg.waitForFunction(() => (document.getElementById('viewer') as HTMLElement).dataset.complete0 === 'true', undefined, { timeout: 60_000 });
     assert.ok(await drawn('layerGroup0'));
     assert.equal(await exchangeRetrievesAtA(), retrievesAfterFirst, 'a second opening asks CHU A for nothing');
+  });
+
+  test('import into B\'s PACS: with no local identity the job waits for a decision, then lands under the local IPP (checked by C-FIND)', async () => {
+    await Promise.all([pg.waitForURL(/\/app\/imports/), pg.click('#import')]);
+    const row = () => pg.$eval('#imports tbody tr:first-child', (tr) => (tr as HTMLElement).dataset.status);
+    for (let i = 0; i < 50 && (await row()) !== 'waiting-identity'; i++) await pg.reload();
+    assert.equal(await row(), 'waiting-identity', 'no patient in PACS B carries this INS: nothing is sent');
+    assert.equal((await find({ aeTitle: 'PACSB', host: '127.0.0.1', port: pacsB.dicomPort }, 'DRIMBOXB', 'STUDY', { StudyInstanceUID: current.studyUid })).length, 0);
+    await pg.screenshot({ path: path.join(SHOTS, 'imports-identity.png') });
+    await pg.fill('#imports tbody tr:first-child input[name="localId"]', 'IPP-B-55');
+    await Promise.all([pg.waitForURL(/\/app\/imports/), pg.click('#imports tbody tr:first-child button[type="submit"]')]);
+    for (let i = 0; i < 100 && (await row()) !== 'done'; i++) {
+      await pg.waitForTimeout(300);
+      await pg.reload();
+    }
+    assert.equal(await row(), 'done', await pg.textContent('#imports tbody tr:first-child') ?? '');
+    await pg.screenshot({ path: path.join(SHOTS, 'imports.png') });
+    const pacs = { aeTitle: 'PACSB', host: '127.0.0.1', port: pacsB.dicomPort };
+    const studies = await find(pacs, 'DRIMBOXB', 'STUDY', { StudyInstanceUID: current.studyUid, PatientID: '', IssuerOfPatientID: '', NumberOfStudyRelatedInstances: '' });
+    assert.equal(studies.length, 1);
+    assert.equal(studies[0]!['00100020']?.Value?.[0], 'IPP-B-55');
+    assert.equal(Number(studies[0]!['00201208']?.Value?.[0]), 80);
+    const inst = await orthancFirstInstanceTags(pacsB, current.studyUid);
+    assert.equal(inst.IssuerOfPatientID, 'CABINET-B');
+    assert.match(JSON.stringify(inst.OtherPatientIDsSequence), new RegExp(INS), 'the INS stays in Other Patient IDs');
+    const identity = await b.database.db.selectFrom('patient_identities').selectAll().where('ins', '=', INS).executeTakeFirst();
+    assert.equal(identity?.local_id, 'IPP-B-55', 'the decision is remembered for this INS');
   });
 
   test('logout ends the session; its cookie no longer opens anything; posts without the CSRF token are refused', async () => {

@@ -1,0 +1,94 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { generateStudy, type GeneratedStudy } from '../../test/harness/gen-study.js';
+import { testDatabases } from '../../test/harness/databases.js';
+import { createLogger } from '../common/log.js';
+import { loadConfig } from '../config/config.js';
+import { parseHeader, str } from '../dicom/part10.js';
+import type { OutboundInstance } from '../dicom/scu.js';
+import { openStore } from '../store/open-store.js';
+import { AuditTrail } from '../audit/audit-trail.js';
+import { LocalIdentities } from '../identity/local-identities.js';
+import type { RemoteExamCache } from './remote-exam-cache.js';
+import { PacsImports } from './pacs-import.js';
+
+const INS = '280067512345690';
+
+for (const db of await testDatabases()) {
+  describe(`imports into the local PACS (${db.name})`, () => {
+    let work: string;
+    let study: GeneratedStudy;
+    let store: Awaited<ReturnType<typeof openStore>>;
+    let audit: AuditTrail;
+    const pacsHas = new Map<string, string>();
+    let failNext = 0;
+    const pacs = {
+      async send(files: OutboundInstance[]) {
+        if (failNext > 0) {
+          failNext--;
+          return { completed: 0, failed: files.length, error: 'association rejected (simulated)' };
+        }
+        for (const f of files) pacsHas.set(f.sopInstanceUid, str(parseHeader(readFileSync(f.path), true).dataset, '00100020'));
+        return { completed: files.length, failed: 0 };
+      },
+      async countInstances(_s: string, patientId: string) {
+        return [...pacsHas.values()].filter((p) => p === patientId).length;
+      },
+    };
+
+    before(async () => {
+      work = mkdtempSync(path.join(tmpdir(), 'imports-'));
+      study = generateStudy({ out: path.join(work, 's'), series: 2, slices: 30, rows: 16, cols: 16, patientId: INS });
+      const config = loadConfig({ env: {}, overrides: { dataDir: path.join(work, 'data'), ...(db.url ? { databaseUrl: db.url } : {}) } });
+      store = await openStore(config, createLogger('silent'));
+      audit = new AuditTrail(store.database.db, store.database.dialect, createLogger('silent'));
+      for (const f of study.files) {
+        const w = store.ingestor.begin();
+        await pipeline(createReadStream(f), w);
+        await store.ingestor.commit(w);
+      }
+    });
+    after(async () => {
+      await audit.flush();
+      await store.database.close();
+      await db.drop();
+      rmSync(work, { recursive: true, force: true });
+    });
+
+    test('waits for an identity, then sends in batches under it; a failed attempt is retried with backoff', async () => {
+      // The remote exam is already in the local cache: the fake cache serves it from the index.
+      const remote = { instances: (t: { studyUid: string; seriesUid: string }) => (async function* () { yield* await store.index.listInstances(t); })() } as unknown as RemoteExamCache;
+      const imports = new PacsImports({ db: store.database.db, dialect: store.database.dialect, identities: new LocalIdentities(store.database.db, 'CABINET-B'), remote, blobs: store.blobs, pacs, workDir: path.join(work, 'tmp'), audit, log: createLogger('silent'), retryBaseMs: 50 });
+      const series = await Promise.all(study.seriesUids.map(async (seriesUid) => ({ seriesUid, instances: (await store.index.listInstances({ seriesUid })).map((i) => ({ sopClassUid: i.sopClassUid, sopUid: i.sopUid })) })));
+      const id = await imports.enqueue({ studyUid: study.studyUid, series, patient: { ins: INS, oid: '1.2.250.1.213.1.4.10' }, professional: { id: '8899700218896' } });
+      const until = async (status: string, attempts = 0) => {
+        for (let i = 0; i < 200; i++) {
+          const j = await imports.get(id);
+          if (j?.status === status && j.attempts >= attempts) return j;
+          imports.kick();
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        assert.fail(`import never reached ${status}: ${JSON.stringify(await imports.get(id))}`);
+      };
+      await until('waiting-identity');
+      assert.equal(pacsHas.size, 0, 'nothing sent without an identity');
+      failNext = 1;
+      await imports.decideIdentity(id, 'IPP-B-55', '8899700218896');
+      const retried = await until('queued', 1);
+      assert.equal(retried.attempts, 1);
+      assert.match(retried.error ?? '', /association rejected/);
+      const done = await until('done');
+      assert.equal(done.done, 60);
+      assert.deepEqual({ sent: done.report!.sent, inPacs: done.report!.inPacs, localId: done.report!.localId }, { sent: 60, inPacs: 60, localId: 'IPP-B-55' });
+      assert.ok([...pacsHas.values()].every((p) => p === 'IPP-B-55'));
+      await audit.flush();
+      const trail = await audit.search({ action: 'consumer.import', limit: 50 });
+      assert.deepEqual(trail.map((r) => r.detail.step).reverse(), ['requested', 'retry-scheduled', 'done']);
+      imports.stop();
+    });
+  });
+}

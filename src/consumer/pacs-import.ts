@@ -1,0 +1,259 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { sql, type Kysely, type Selectable } from 'kysely';
+import type { Logger } from '../common/log.js';
+import type { AuditTrail } from '../audit/audit-trail.js';
+import type { Professional } from '../auth/professional-token.js';
+import { rewritePatient } from '../dicom/patient-rewrite.js';
+import type { OutboundInstance } from '../dicom/scu.js';
+import type { DB, Dialect, ImportJobTable } from '../store/db.js';
+import type { BlobStore } from '../store/blobs.js';
+import type { LocalIdentities } from '../identity/local-identities.js';
+import type { RemoteExamCache } from './remote-exam-cache.js';
+import type { ManifestSeries } from './manifest-reader.js';
+
+export type ImportStatus = 'waiting-identity' | 'queued' | 'running' | 'done' | 'failed';
+
+export interface ImportJob {
+  id: number;
+  studyUid: string;
+  patientIns: string;
+  status: ImportStatus;
+  localId?: string;
+  done: number;
+  total: number;
+  attempts: number;
+  error?: string;
+  report?: { sent: number; failed: number; inPacs: number; localId: string; seconds: number };
+  requestedBy: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ImportRequest {
+  studyUid: string;
+  series: ManifestSeries[];
+  patient: { ins: string; oid: string };
+  professional: Professional;
+}
+
+/** How the rewritten instances reach the local PACS (C-STORE or STOW-RS), and how to count them there. */
+export interface LocalPacs {
+  send(files: OutboundInstance[]): Promise<{ completed: number; failed: number; error?: string }>;
+  countInstances(studyUid: string, patientId: string): Promise<number>;
+}
+
+const MAX_ATTEMPTS = 5;
+const BATCH = 25;
+
+/**
+ * Imports of exams held by other DRIMboxes into the local PACS, one durable job each (a row in import_jobs):
+ * identity first (the local IPP for the INS; without one the job waits for a person's decision and nothing is
+ * sent), then the series are brought into the local cache, rewritten to the local identity (originals kept in
+ * Other Patient IDs) and sent in batches, and finally counted in the PACS. Failures are retried with exponential
+ * backoff; a node that dies mid-job leaves it to be resumed (instances already in the PACS are simply sent again
+ * and the PACS keeps one copy). Several nodes sharing PostgreSQL claim jobs with SKIP LOCKED.
+ */
+export class PacsImports {
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private readonly nodeId = randomUUID();
+
+  constructor(
+    private readonly deps: {
+      db: Kysely<DB>;
+      dialect: Dialect;
+      identities: LocalIdentities;
+      remote: RemoteExamCache;
+      blobs: BlobStore;
+      pacs: LocalPacs;
+      workDir: string;
+      audit: AuditTrail;
+      log: Logger;
+      retryBaseMs?: number;
+    },
+  ) {}
+
+  async enqueue(req: ImportRequest): Promise<number> {
+    const now = new Date().toISOString();
+    const total = req.series.reduce((n, s) => n + s.instances.length, 0);
+    const row = await this.deps.db
+      .insertInto('import_jobs')
+      .values({ study_uid: req.studyUid, patient_ins: req.patient.ins, patient_oid: req.patient.oid, requested_by: req.professional.id, professional: JSON.stringify(req.professional), manifest: JSON.stringify(req.series), status: 'queued', total, done: 0, attempts: 0, next_attempt_at: now, created_at: now, updated_at: now })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    await this.deps.audit.record({ actorType: 'practitioner', actorId: req.professional.id, action: 'consumer.import', patientId: req.patient.ins, studyUid: req.studyUid, outcome: 'success', detail: { step: 'requested', job: Number(row.id), instances: total } });
+    this.kick();
+    return Number(row.id);
+  }
+
+  async list(limit = 100): Promise<ImportJob[]> {
+    const rows = await this.deps.db.selectFrom('import_jobs').selectAll().orderBy('id', 'desc').limit(limit).execute();
+    return rows.map(toJob);
+  }
+
+  async get(id: number): Promise<ImportJob | undefined> {
+    const row = await this.deps.db.selectFrom('import_jobs').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? toJob(row) : undefined;
+  }
+
+  /** A person names the local patient for a waiting job: recorded for this INS, and the job goes on. */
+  async decideIdentity(id: number, localId: string, by: string): Promise<void> {
+    const job = await this.deps.db.selectFrom('import_jobs').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!job) throw new Error(`import ${id} does not exist`);
+    if (job.status !== 'waiting-identity') throw new Error(`import ${id} is not waiting for an identity (${job.status})`);
+    await this.deps.identities.record(job.patient_ins, job.patient_oid, localId, `decision:${by}`);
+    await this.update(id, { status: 'queued', local_id: localId, error: null, next_attempt_at: new Date().toISOString() });
+    await this.deps.audit.record({ actorType: 'practitioner', actorId: by, action: 'identity.decide', patientId: job.patient_ins, studyUid: job.study_uid, outcome: 'success', detail: { job: id, localId } });
+    this.kick();
+  }
+
+  /** A failed job is tried again from the start (what is already in the PACS is not duplicated there). */
+  async retry(id: number, by: string): Promise<void> {
+    const r = await this.deps.db.updateTable('import_jobs').set({ status: 'queued', attempts: 0, error: null, next_attempt_at: new Date().toISOString(), updated_at: new Date().toISOString() }).where('id', '=', id).where('status', '=', 'failed').executeTakeFirst();
+    if (!Number(r.numUpdatedRows)) throw new Error(`import ${id} is not failed`);
+    await this.deps.audit.record({ actorType: 'practitioner', actorId: by, action: 'consumer.import', outcome: 'success', detail: { step: 'retry', job: id } });
+    this.kick();
+  }
+
+  start(pollMs = 2000): void {
+    // Jobs left running by a node that stopped mid-way are resumed.
+    void this.deps.db
+      .updateTable('import_jobs')
+      .set({ status: 'queued', claimed_by: null })
+      .where('status', '=', 'running')
+      .where('updated_at', '<', new Date(Date.now() - 10 * 60_000).toISOString())
+      .execute()
+      .catch(() => undefined);
+    this.timer = setInterval(() => this.kick(), pollMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Runs queued jobs until none is due; one at a time per node. */
+  kick(): void {
+    if (this.running) return;
+    this.running = true;
+    void (async () => {
+      try {
+        for (let job = await this.claim(); job; job = await this.claim()) await this.run(job);
+      } catch (e) {
+        this.deps.log.error({ err: e }, 'import worker failed');
+      } finally {
+        this.running = false;
+      }
+    })();
+  }
+
+  private async claim(): Promise<Selectable<ImportJobTable> | undefined> {
+    const { db, dialect } = this.deps;
+    const now = new Date().toISOString();
+    if (dialect === 'postgres') {
+      const r = await sql<{ id: number }>`update import_jobs set status = 'running', claimed_by = ${this.nodeId}, updated_at = ${now}
+        where id = (select id from import_jobs where status = 'queued' and next_attempt_at <= ${now} order by id limit 1 for update skip locked)
+        returning id`.execute(db);
+      const id = r.rows[0]?.id;
+      return id === undefined ? undefined : db.selectFrom('import_jobs').selectAll().where('id', '=', Number(id)).executeTakeFirst();
+    }
+    const next = await db.selectFrom('import_jobs').select('id').where('status', '=', 'queued').where('next_attempt_at', '<=', now).orderBy('id').limit(1).executeTakeFirst();
+    if (!next) return undefined;
+    const r = await db.updateTable('import_jobs').set({ status: 'running', claimed_by: this.nodeId, updated_at: now }).where('id', '=', next.id).where('status', '=', 'queued').executeTakeFirst();
+    return Number(r.numUpdatedRows) ? db.selectFrom('import_jobs').selectAll().where('id', '=', next.id).executeTakeFirst() : this.claim();
+  }
+
+  private async update(id: number, set: Partial<Record<'status' | 'local_id' | 'done' | 'total' | 'attempts' | 'next_attempt_at' | 'error' | 'report' | 'claimed_by', string | number | null>>): Promise<void> {
+    await this.deps.db
+      .updateTable('import_jobs')
+      .set({ ...(set as object), updated_at: new Date().toISOString() })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  private async run(job: Selectable<ImportJobTable>): Promise<void> {
+    const { identities, remote, blobs, pacs, audit, log } = this.deps;
+    const id = Number(job.id);
+    const started = Date.now();
+    const professional = JSON.parse(job.professional) as Professional;
+    const series = JSON.parse(job.manifest) as ManifestSeries[];
+    const dir = path.join(this.deps.workDir, `import-${id}`);
+    try {
+      const identity = job.local_id ? { localId: job.local_id, issuer: identities.issuer, source: 'job' } : await identities.lookup(job.patient_ins);
+      if (!identity) {
+        await this.update(id, { status: 'waiting-identity', error: `no local patient is known for INS ${job.patient_ins}: name the local patient ID to continue`, claimed_by: null });
+        log.info({ job: id, ins: job.patient_ins }, 'import waits for an identity decision');
+        return;
+      }
+      if (!job.local_id && identity.source === 'pacs') await identities.record(job.patient_ins, job.patient_oid, identity.localId, 'pacs');
+      await this.update(id, { local_id: identity.localId });
+      await mkdir(dir, { recursive: true });
+      let sent = 0;
+      let failed = 0;
+      let lastError: string | undefined;
+      for (const s of series) {
+        let batch: OutboundInstance[] = [];
+        const flush = async () => {
+          if (!batch.length) return;
+          const r = await pacs.send(batch);
+          sent += r.completed;
+          failed += r.failed;
+          lastError = r.error ?? lastError;
+          await Promise.all(batch.map((b) => rm(b.path, { force: true })));
+          batch = [];
+          await this.update(id, { done: sent });
+        };
+        for await (const inst of remote.instances({ studyUid: job.study_uid, seriesUid: s.seriesUid }, s, { professional, patient: job.patient_ins })) {
+          const local = blobs.localPath(inst.blobKey);
+          const original = local ? await readFile(local) : await streamToBuffer(blobs.read(inst.blobKey));
+          const file = path.join(dir, `${inst.sopUid}.dcm`);
+          await writeFile(file, rewritePatient(original, { patientId: identity.localId, issuer: identity.issuer }, [{ patientId: job.patient_ins, issuer: 'INS' }]));
+          batch.push({ sopClassUid: inst.sopClassUid, sopInstanceUid: inst.sopUid, transferSyntaxUid: inst.transferSyntaxUid, path: file });
+          if (batch.length >= BATCH) await flush();
+        }
+        await flush();
+      }
+      const inPacs = await pacs.countInstances(job.study_uid, identity.localId);
+      const report = { sent, failed, inPacs, localId: identity.localId, seconds: Math.round((Date.now() - started) / 100) / 10 };
+      if (failed > 0 || inPacs < Number(job.total)) throw new Error(`${failed} instance(s) refused by the PACS, ${inPacs} of ${job.total} found there afterwards${lastError ? `: ${lastError}` : ''}`);
+      await this.update(id, { status: 'done', report: JSON.stringify(report), error: null, claimed_by: null });
+      await audit.record({ actorType: 'practitioner', actorId: professional.id, action: 'consumer.import', patientId: job.patient_ins, studyUid: job.study_uid, outcome: 'success', detail: { step: 'done', job: id, ...report } });
+      log.info({ job: id, ...report }, 'exam imported into the local PACS');
+    } catch (e) {
+      const attempts = Number(job.attempts) + 1;
+      const final = attempts >= MAX_ATTEMPTS;
+      const delay = (this.deps.retryBaseMs ?? 5000) * 2 ** (attempts - 1);
+      await this.update(id, { status: final ? 'failed' : 'queued', attempts, error: (e as Error).message, next_attempt_at: new Date(Date.now() + delay).toISOString(), claimed_by: null });
+      await audit.record({ actorType: 'practitioner', actorId: professional.id, action: 'consumer.import', patientId: job.patient_ins, studyUid: job.study_uid, outcome: 'failure', detail: { step: final ? 'failed' : 'retry-scheduled', job: id, attempts, error: (e as Error).message } });
+      log.warn({ job: id, attempts, final, err: (e as Error).message }, 'import attempt failed');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+async function streamToBuffer(s: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of s as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+function toJob(r: Selectable<ImportJobTable>): ImportJob {
+  return {
+    id: Number(r.id),
+    studyUid: r.study_uid,
+    patientIns: r.patient_ins,
+    status: r.status as ImportStatus,
+    localId: r.local_id ?? undefined,
+    done: Number(r.done),
+    total: Number(r.total),
+    attempts: Number(r.attempts),
+    error: r.error ?? undefined,
+    report: r.report ? JSON.parse(r.report) : undefined,
+    requestedBy: r.requested_by,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
