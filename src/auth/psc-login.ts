@@ -1,11 +1,16 @@
 import * as oidc from 'openid-client';
 import type { Logger } from '../common/log.js';
+import { mtlsFetch, type ClientTls } from '../common/mtls-fetch.js';
 import type { Professional } from './professional-token.js';
 
 export interface PscSettings {
   issuer: string;
   clientId: string;
-  clientSecret: string;
+  /**
+   * How this box authenticates to PSC: a client secret, or mutual TLS with its certificate (RFC 8705
+   * tls_client_auth), which PSC requires of server-side clients.
+   */
+  clientAuth: { method: 'client_secret_basic'; secret: string } | { method: 'tls_client_auth'; tls: ClientTls };
   /** Where PSC sends the browser back (…/auth/callback), registered with PSC. */
   redirectUri: string;
   postLogoutRedirectUri?: string;
@@ -60,8 +65,12 @@ export class PscLogin {
     const issuer = new URL(this.settings.issuer);
     // Plain HTTP is accepted for a provider on this machine only (the stand-in in tests and demos).
     const loopback = issuer.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(issuer.hostname);
+    const auth = this.settings.clientAuth;
     try {
-      this.config = await oidc.discovery(issuer, this.settings.clientId, this.settings.clientSecret, oidc.ClientSecretBasic(this.settings.clientSecret), loopback ? { execute: [oidc.allowInsecureRequests] } : undefined);
+      this.config =
+        auth.method === 'tls_client_auth'
+          ? await oidc.discovery(issuer, this.settings.clientId, undefined, oidc.TlsClientAuth(), { [oidc.customFetch]: mtlsFetch(auth.tls, { timeoutMs: 30_000 }) as any, ...(loopback ? { execute: [oidc.allowInsecureRequests] } : {}) })
+          : await oidc.discovery(issuer, this.settings.clientId, auth.secret, oidc.ClientSecretBasic(auth.secret), loopback ? { execute: [oidc.allowInsecureRequests] } : undefined);
     } catch (e) {
       throw new LoginError(`Pro Santé Connect cannot be reached at ${this.settings.issuer}: ${(e as Error).message}`);
     }

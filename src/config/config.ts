@@ -179,6 +179,8 @@ export const ConfigSchema = z
           .object({
             issuer: z.string().url(),
             clientId: z.string().min(1),
+            /** `tls_client_auth`: mutual TLS with tls.cert/key (what PSC requires of server-side clients); or a client secret. */
+            clientAuth: z.enum(['tls_client_auth', 'client_secret_basic']).default('client_secret_basic'),
             /** The client secret, or a file holding it (kept out of the configuration file). */
             clientSecret: z.string().min(1).optional(),
             clientSecretFile: z.string().min(1).optional(),
@@ -379,7 +381,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     if (!cfg.exchange) throw new ConfigError('invalid configuration: consumer needs exchange (images are fetched from other DRIMboxes with this box\'s certificate and trust list)');
     if (!cfg.consumer.dmp && !cfg.source?.dmp) throw new ConfigError('invalid configuration: consumer.dmp (or source.dmp) is needed to search the DMP');
     const psc = cfg.consumer.psc;
-    if (!psc.clientSecret && !psc.clientSecretFile) throw new ConfigError('invalid configuration: consumer.psc needs clientSecret or clientSecretFile');
+    if (psc.clientAuth === 'client_secret_basic' && !psc.clientSecret && !psc.clientSecretFile) throw new ConfigError('invalid configuration: consumer.psc needs clientSecret or clientSecretFile (or clientAuth: tls_client_auth)');
     const imp = cfg.consumer.import;
     if (imp) {
       const peer = cfg.peers.find((p) => p.aeTitle === imp.pacs);

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import https from 'node:https';
+import { mtlsFetch } from '../common/mtls-fetch.js';
 import { Readable } from 'node:stream';
 import type { DicomJson } from '../dicom/part10.js';
 import { multipartStream, newBoundary, parseMediaType, parseMultipart, type OutgoingPart } from './multipart.js';
@@ -37,7 +37,7 @@ export class DicomwebClient {
     const url = this.base + path;
     let res: Response;
     try {
-      res = this.opts.tls ? await this.mutualTls(url, init) : await fetch(url, { ...init, headers: { ...(this.opts.headers ?? {}), ...((init.headers as Record<string, string>) ?? {}) }, signal: AbortSignal.timeout(this.opts.timeoutMs ?? 600_000) } as RequestInit);
+      res = this.opts.tls ? await mtlsFetch(this.opts.tls, { timeoutMs: this.opts.timeoutMs })(url, { ...init, headers: { ...(this.opts.headers ?? {}), ...((init.headers as Record<string, string>) ?? {}) } }) : await fetch(url, { ...init, headers: { ...(this.opts.headers ?? {}), ...((init.headers as Record<string, string>) ?? {}) }, signal: AbortSignal.timeout(this.opts.timeoutMs ?? 600_000) } as RequestInit);
     } catch (e) {
       throw new DicomwebError(`${init.method ?? 'GET'} ${url}: ${(e as Error).message}`);
     }
@@ -46,30 +46,6 @@ export class DicomwebClient {
       throw new DicomwebError(`${init.method ?? 'GET'} ${url}: HTTP ${res.status} ${text.slice(0, 300)}`, res.status);
     }
     return res;
-  }
-
-  /**
-   * GET over HTTPS with a client certificate. Node's fetch cannot present one without undici's dispatcher (not
-   * a dependency here), so node:https does the request and the answer is wrapped as a fetch Response.
-   */
-  private mutualTls(url: string, init: RequestInit): Promise<Response> {
-    const tls = this.opts.tls!;
-    if (init.method && init.method !== 'GET') throw new DicomwebError(`${init.method} over mutual TLS is not supported by this client`);
-    return new Promise((resolve, reject) => {
-      const req = https.get(
-        url,
-        { headers: { ...(this.opts.headers ?? {}), ...((init.headers as Record<string, string>) ?? {}) }, cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: 'TLSv1.2', timeout: this.opts.timeoutMs ?? 600_000 },
-        (res) => {
-          const headers = new Headers();
-          for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
-          const status = res.statusCode ?? 502;
-          const body = status === 204 || status === 304 ? null : (Readable.toWeb(res) as ReadableStream);
-          resolve(new Response(body, { status, headers }));
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error('timed out')));
-      req.on('error', reject);
-    });
   }
 
   /** QIDO-RS: `path` is /studies, /studies/{uid}/series, /instances, ... */

@@ -252,10 +252,13 @@ export class OpenDrimNode {
   private async startConsumer(consumer: NonNullable<Config['consumer']>, tlsFiles: ReturnType<typeof tlsMaterial>): Promise<void> {
     const { config, log } = this;
     const publicUrl = config.publicUrl!.replace(/\/$/, '');
-    const secret = consumer.psc.clientSecret ?? readFileSync(consumer.psc.clientSecretFile!, 'utf8').trim();
+    const clientAuth =
+      consumer.psc.clientAuth === 'tls_client_auth'
+        ? { method: 'tls_client_auth' as const, tls: { cert: tlsFiles!.cert, key: tlsFiles!.key, ca: tlsFiles!.ca } }
+        : { method: 'client_secret_basic' as const, secret: consumer.psc.clientSecret ?? readFileSync(consumer.psc.clientSecretFile!, 'utf8').trim() };
     const dmp = consumer.dmp ?? config.source!.dmp;
     this.sessions = new SessionStore(this.database.db, { idleMs: consumer.session.idleMinutes * 60_000, absoluteMs: consumer.session.absoluteHours * 3600_000 });
-    const psc = new PscLogin({ issuer: consumer.psc.issuer, clientId: consumer.psc.clientId, clientSecret: secret, redirectUri: `${publicUrl}/auth/callback`, postLogoutRedirectUri: `${publicUrl}/auth/login`, scope: consumer.psc.scope, acr: consumer.psc.acr }, log.child({ component: 'psc' }));
+    const psc = new PscLogin({ issuer: consumer.psc.issuer, clientId: consumer.psc.clientId, clientAuth, redirectUri: `${publicUrl}/auth/callback`, postLogoutRedirectUri: `${publicUrl}/auth/login`, scope: consumer.psc.scope, acr: consumer.psc.acr }, log.child({ component: 'psc' }));
     const xds = new XdsClient({ registryUrl: dmp.registryUrl, repositoryUrl: dmp.repositoryUrl, tls: tlsFiles ? { cert: tlsFiles.cert, key: tlsFiles.key, ca: tlsFiles.ca } : undefined });
     const remote = new RemoteExamCache({ index: this.index, retriever: this.sourceBoxes!, log: log.child({ component: 'consumer' }) });
     if (consumer.import) {

@@ -109,9 +109,10 @@ describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP lis
     pacsB = await startOrthanc({ name: 'cabinet-b-pacs', aet: 'PACSB' });
     const bPort = await freePort();
     bUrl = `https://127.0.0.1:${bPort}`;
-    psc = await new PscServer({ host: '127.0.0.1', port: 0, clients: [{ clientId: 'opendrim-b', clientSecret: 'secret-b', redirectUris: [`${bUrl}/auth/callback`], postLogoutRedirectUris: [`${bUrl}/auth/login`] }], log: createLogger('silent') }).start();
+    // PSC over HTTPS; box B authenticates to it with its certificate (tls_client_auth), as PSC requires.
+    psc = await new PscServer({ host: '127.0.0.1', port: 0, tls: { cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey), ca: readFileSync(pki.ca) }, clients: [{ clientId: 'opendrim-b', tlsSubjectDn: boxB.subjectDn, redirectUris: [`${bUrl}/auth/callback`], postLogoutRedirectUris: [`${bUrl}/auth/login`] }], log: createLogger('silent') }).start();
     // B serves its web UI over HTTPS with its box certificate (the test authority: the browser is told to accept it).
-    b = await startTestNode({ aeTitle: 'DRIMBOXB', httpPort: bPort, publicUrl: bUrl, dicomTlsPort: 0, tls: { cert: boxB.cert, key: boxB.key, ca: pki.ca }, exchange: exchange('drimbox.cabinet-b.test'), peers: [{ aeTitle: 'PACSB', host: '127.0.0.1', port: pacsB.dicomPort }], consumer: { psc: { issuer: psc.issuer, clientId: 'opendrim-b', clientSecret: 'secret-b' }, dmp: dmpUrls, import: { pacs: 'PACSB', issuer: 'CABINET-B' } } });
+    b = await startTestNode({ aeTitle: 'DRIMBOXB', httpPort: bPort, publicUrl: bUrl, dicomTlsPort: 0, tls: { cert: boxB.cert, key: boxB.key, ca: pki.ca }, exchange: exchange('drimbox.cabinet-b.test'), peers: [{ aeTitle: 'PACSB', host: '127.0.0.1', port: pacsB.dicomPort }], consumer: { psc: { issuer: psc.issuer, clientId: 'opendrim-b', clientAuth: 'tls_client_auth' }, dmp: dmpUrls, import: { pacs: 'PACSB', issuer: 'CABINET-B' } } });
 
     const base = { ins: INS, ipp: 'IPP-A-7', family: 'PAT-ECHANGE', given: 'CAMILLE', birthDate: '19800615', sex: 'F' as const, examCode: { code: 'ZBQK002', display: 'Scanographie du thorax' } };
     await publish({ ...base, studyUid: prior.studyUid, accessionNumber: 'ACC-PRI', setId: 'B1C2D3E4-0000-4000-8000-000000000010', version: 1, effectiveTime: '20250310113000+0100', text: 'Examen antérieur : pas de nodule.' });
@@ -136,7 +137,9 @@ describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP lis
     await pg.goto(launch);
     await pg.screenshot({ path: path.join(SHOTS, 'login.png') });
     await pg.click('#psc-login');
-    await pg.waitForSelector('#account');
+    await pg.waitForSelector('#account').catch(async (e) => {
+      throw new Error(`${e.message}\n${pg.url()}\n${(await pg.content()).slice(0, 1500)}`);
+    });
     await pg.selectOption('#account', { label: 'Dr Jeanne RADIO, radiologue' });
     await pg.fill('#pin', TEST_PIN);
     await Promise.all([pg.waitForURL(/\/app\/patient/), pg.click('#connect')]);

@@ -1,4 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import Provider, { type Configuration } from 'oidc-provider';
 import { exportJWK, generateKeyPair } from 'jose';
@@ -7,7 +9,9 @@ import { TEST_ACCOUNTS, TEST_PIN, userInfoClaims, type TestAccount } from './acc
 
 export interface PscClient {
   clientId: string;
-  clientSecret: string;
+  /** Client secret (client_secret_basic), or the subject DN of the client's certificate (tls_client_auth, RFC 8705). */
+  clientSecret?: string;
+  tlsSubjectDn?: string;
   redirectUris: string[];
   postLogoutRedirectUris?: string[];
 }
@@ -18,7 +22,19 @@ export interface PscServerOptions {
   clients: PscClient[];
   log: Logger;
   accounts?: TestAccount[];
+  /** Serve HTTPS (as PSC does), asking clients for a certificate (mutual TLS client authentication, RFC 8705). */
+  tls?: { cert: Buffer; key: Buffer; ca: Buffer };
 }
+
+/** The subject of a presented certificate as "CN=a,O=b,C=FR", attribute order as in the certificate. */
+function subjectOf(socket: TLSSocket): string | undefined {
+  const c = socket.getPeerCertificate?.();
+  if (!c?.subject) return undefined;
+  return Object.entries(c.subject)
+    .flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => `${k}=${x}`) : [`${k}=${v}`]))
+    .join(',');
+}
+const dnKey = (dn: string) => dn.split(/,(?=\s*[A-Za-z]+=)/).map((p) => p.trim()).sort().join(',');
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -29,7 +45,7 @@ const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
  * oidc-provider; never imported by product code, which talks to it only through OpenID Connect.
  */
 export class PscServer {
-  private server!: http.Server;
+  private server!: http.Server | https.Server;
   provider!: Provider;
 
   constructor(private readonly opts: PscServerOptions) {}
@@ -37,7 +53,7 @@ export class PscServer {
   get issuer(): string {
     const a = this.server.address();
     const port = typeof a === 'object' && a ? a.port : this.opts.port;
-    return `http://${this.opts.host}:${port}`;
+    return `${this.opts.tls ? 'https' : 'http'}://${this.opts.host}:${port}`;
   }
 
   private accounts(): TestAccount[] {
@@ -46,7 +62,8 @@ export class PscServer {
 
   async start(): Promise<this> {
     // Listen first: the issuer URL carries the port.
-    this.server = http.createServer((req, res) => void this.handle(req, res));
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    this.server = this.opts.tls ? https.createServer({ ...this.opts.tls, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, handler) : http.createServer(handler);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(this.opts.port, this.opts.host, () => resolve());
@@ -57,16 +74,16 @@ export class PscServer {
     const config: Configuration = {
       clients: this.opts.clients.map((c) => ({
         client_id: c.clientId,
-        client_secret: c.clientSecret,
+        ...(c.tlsSubjectDn ? { token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: c.tlsSubjectDn } : { client_secret: c.clientSecret, token_endpoint_auth_method: 'client_secret_basic' }),
         redirect_uris: c.redirectUris,
         post_logout_redirect_uris: c.postLogoutRedirectUris ?? [],
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
-        token_endpoint_auth_method: 'client_secret_basic',
       })),
       jwks: { keys: [jwk as any] },
       cookies: { keys: [randomBytes(32).toString('hex')] },
       pkce: { methods: ['S256'], required: () => true },
+      clientAuthMethods: ['client_secret_basic', 'tls_client_auth'],
       acrValues: ['eidas1'],
       scopes: ['openid', 'scope_all', 'offline_access'],
       claims: {
@@ -78,7 +95,18 @@ export class PscServer {
         if (!a) return undefined;
         return { accountId: sub, claims: async () => userInfoClaims(a) as { sub: string } };
       },
-      features: { devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true, logoutSource: async (ctx, form) => {
+      features: {
+        mTLS: {
+          enabled: Boolean(this.opts.tls),
+          tlsClientAuth: true,
+          getCertificate: (ctx: any) => {
+            const raw = (ctx.socket as TLSSocket).getPeerCertificate?.()?.raw;
+            return raw ? `-----BEGIN CERTIFICATE-----\n${raw.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE-----\n` : undefined;
+          },
+          certificateAuthorized: (ctx: any) => (ctx.socket as TLSSocket).authorized === true,
+          certificateSubjectMatches: (ctx: any, property: string, expected: string) => property === 'tls_client_auth_subject_dn' && dnKey(subjectOf(ctx.socket as TLSSocket) ?? '') === dnKey(expected),
+        },
+        devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true, logoutSource: async (ctx, form) => {
         // Logout needs no confirmation page here: submit the provider's form at once.
         ctx.body = `<!doctype html><html><body>${form}<script>document.forms[0].submit()</script></body></html>`;
       } } },
