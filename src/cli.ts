@@ -27,6 +27,11 @@ Commands:
   config                        print the effective configuration (after file and environment)
   dmp [--port N] [--data-dir D] run the DMP stand-in (IHE XDS.b registry + repository, for tests and demos;
                                 not the national DMP): /registry and /repository on 127.0.0.1
+  psc [--port N] --client ID:SECRET --redirect URI
+                                run the Pro Santé Connect stand-in (OpenID provider with test e-CPS accounts,
+                                PIN 1234) on 127.0.0.1, for tests and demos
+  trust-list sign --key KEY --in LIST.json --out LIST.jws
+                                sign a trust list of DRIMboxes with the list authority's private key (PEM)
 
 Options:
   -c, --config FILE             configuration file (YAML or JSON); environment variables override it
@@ -57,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, port: { type: 'string' }, 'data-dir': { type: 'string' }, bind: { type: 'string' } },
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, port: { type: 'string' }, 'data-dir': { type: 'string' }, bind: { type: 'string' }, client: { type: 'string' }, redirect: { type: 'string', multiple: true }, key: { type: 'string' }, in: { type: 'string' }, out: { type: 'string' } },
   });
   if (values.help) {
     console.log(HELP);
@@ -82,6 +87,28 @@ export async function main(argv: string[]): Promise<number> {
     });
     return 0;
   }
+  if (command === 'psc') {
+    const { PscServer } = await import('./simulators/psc/server.js');
+    const port = Number(values.port ?? 8091);
+    const m = /^([^:]+):(.+)$/.exec(values.client ?? '');
+    if (!m || !values.redirect?.length) throw new ConfigError('usage: opendrim psc [--port N] --client ID:SECRET --redirect https://drimbox/auth/callback [--redirect ...]');
+    const psc = await new PscServer({ host: values.bind ?? '127.0.0.1', port, clients: [{ clientId: m[1]!, clientSecret: m[2]!, redirectUris: values.redirect, postLogoutRedirectUris: values.redirect.map((u) => u.replace(/\/auth\/callback$/, '/auth/login')) }], log: createLogger(process.env.OPENDRIM_LOG_LEVEL ?? 'info', 'psc-standin') }).start();
+    console.log(`Pro Santé Connect stand-in: issuer ${psc.issuer} (test accounts, PIN 1234)`);
+    await new Promise<void>((resolve) => {
+      const stop = () => void psc.close().then(resolve, resolve);
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    return 0;
+  }
+  if (command === 'trust-list') {
+    if (args[0] !== 'sign' || !values.key || !values.in || !values.out) throw new ConfigError('usage: opendrim trust-list sign --key AUTHORITY.key --in LIST.json --out LIST.jws');
+    const { signTrustList } = await import('./auth/trust-list.js');
+    const { readFile, writeFile } = await import('node:fs/promises');
+    await writeFile(values.out, await signTrustList(JSON.parse(await readFile(values.in, 'utf8')), await readFile(values.key, 'utf8')));
+    console.log(`signed trust list written to ${values.out}`);
+    return 0;
+  }
   const config = loadConfig({ file: values.config });
   switch (command) {
     case 'start': {
@@ -101,7 +128,8 @@ export async function main(argv: string[]): Promise<number> {
       return await new Promise<number>(() => undefined);
     }
     case 'config':
-      console.log(JSON.stringify(config, null, 2));
+      // Secrets are never printed.
+      console.log(JSON.stringify(config, (k, v) => (/secret|password/i.test(k) && typeof v === 'string' && !/File$/.test(k) ? '********' : v), 2));
       return 0;
     case 'audit': {
       if (args[0] !== 'verify') throw new ConfigError('usage: opendrim audit verify');

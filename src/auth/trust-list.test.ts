@@ -59,3 +59,13 @@ test('a refused reload leaves the previous valid list in force; an older version
   assert.equal(tl.content!.entries.length, 1);
   assert.equal(tl.lookup('CN=someone.else'), undefined);
 });
+
+test('signTrustList makes a list that verifies with the authority public key; invalid content is not signed', async () => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const { signTrustList } = await import('./trust-list.js');
+  const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jws = await signTrustList(list(3), pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+  const content = await verifyTrustList(jws, pair.publicKey.export({ type: 'spki', format: 'pem' }) as string);
+  assert.equal(content.version, 3);
+  await assert.rejects(signTrustList({ issuer: 'x' }, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string));
+});

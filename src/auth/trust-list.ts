@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { compactVerify, importSPKI, importX509, type CryptoKey, type KeyObject } from 'jose';
+import { CompactSign, compactVerify, importPKCS8, importSPKI, importX509, type CryptoKey, type KeyObject } from 'jose';
 import { z } from 'zod';
 import type { Logger } from '../common/log.js';
 
@@ -118,4 +118,13 @@ export class TrustList {
   lookup(subjectDn: string): TrustListEntry | undefined {
     return this.byDn.get(normaliseDn(subjectDn));
   }
+}
+
+/** Signs a trust list (for the list authority: ES256 with a P-256 key, RS256 with an RSA key). The content is validated first. */
+export async function signTrustList(content: unknown, privateKeyPem: string): Promise<string> {
+  const list = ListSchema.parse(content);
+  const { createPrivateKey } = await import('node:crypto');
+  const alg = createPrivateKey(privateKeyPem).asymmetricKeyType === 'ec' ? 'ES256' : 'RS256';
+  const key = await importPKCS8(privateKeyPem, alg);
+  return new CompactSign(new TextEncoder().encode(JSON.stringify(list))).setProtectedHeader({ alg, typ: 'opendrim-trust-list+jws' }).sign(key);
 }

@@ -26,6 +26,11 @@ interface Transfer {
  */
 export class RemoteExamCache {
   private readonly transfers = new Map<string, Transfer>();
+  /**
+   * The order in which each series' instances became available here, kept a while after its transfer so that
+   * a viewer asking "the k-th instance" sees one consistent order from the first request to the last.
+   */
+  private readonly orders = new Map<string, { list: StoredInstance[]; expires: number }>();
 
   constructor(private readonly deps: { index: StudyIndex; retriever: SourceBoxRetriever; log: Logger }) {}
 
@@ -58,6 +63,49 @@ export class RemoteExamCache {
       }
     } finally {
       transfer.listeners.delete(listener);
+    }
+  }
+
+  /**
+   * The k-th instance of a series in the order instances become available here (those stored first, then as
+   * they arrive), waiting for it if need be; undefined past the end. A viewer asking for 0, 1, 2… gets the first
+   * image as soon as any instance has arrived, whatever order the source and its PACS send them in.
+   */
+  async nth(target: { studyUid: string; seriesUid: string }, k: number, series: ManifestSeries, who: { professional: Professional; patient?: string }): Promise<StoredInstance | undefined> {
+    const now = Date.now();
+    for (const [key, o] of this.orders) if (o.expires < now) this.orders.delete(key);
+    let order = this.orders.get(series.seriesUid);
+    if (!order) {
+      const local = await this.deps.index.listInstances(target);
+      order = { list: [...local], expires: now + 15 * 60_000 };
+      this.orders.set(series.seriesUid, order);
+      if (local.length < series.instances.length) {
+        const seen = new Set(local.map((i) => i.sopUid));
+        const transfer = this.transferOf(target.studyUid, series, who);
+        const add = (i: StoredInstance | undefined) => {
+          if (i && !seen.has(i.sopUid)) {
+            seen.add(i.sopUid);
+            order!.list.push(i);
+          }
+        };
+        transfer.arrived.forEach(add);
+        transfer.listeners.add(add);
+        void transfer.done.finally(() => transfer.listeners.delete(add));
+      }
+    }
+    order.expires = now + 15 * 60_000;
+    for (;;) {
+      if (k < order.list.length) return order.list[k];
+      const transfer = this.transfers.get(series.seriesUid);
+      if (transfer?.ended?.error) throw transfer.ended.error;
+      if (!transfer || transfer.ended) return order.list[k];
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          transfer.listeners.delete(wake);
+          resolve();
+        };
+        transfer.listeners.add(wake);
+      });
     }
   }
 

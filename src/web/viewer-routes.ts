@@ -55,7 +55,9 @@ export async function viewerRoutes(app: FastifyInstance, { deps }: { deps: WebDe
       seriesUid: se.seriesUid,
       label: `${i + 1}`,
       count: se.instances.length,
-      instances: se.instances.map((x) => `/app/dicom-web/studies/${exam.studyUid}/series/${se.seriesUid}/instances/${x.sopUid}`),
+      // "The k-th instance to be available" rather than instance UIDs: the first image shows as soon as any
+      // instance has arrived, whatever order the source box receives them from its PACS in.
+      instances: se.instances.map((_x, k) => `/app/dicom-web/studies/${exam.studyUid}/series/${se.seriesUid}/arrivals/${k}`),
     })),
   });
 
@@ -109,6 +111,25 @@ ${exam.report ? `<aside class="report-pane"><iframe id="viewer-report" title="${
       throw e;
     }
   };
+  app.get('/app/dicom-web/studies/:study/series/:series/arrivals/:k', async (req, reply) => {
+    const r = req as WebRequest;
+    const p = req.params as { study: string; series: string; k: string };
+    if (!UID.test(p.study) || !UID.test(p.series) || !/^\d{1,6}$/.test(p.k)) throw new HttpError(400, 'bad series or index');
+    const exam = r.session!.data.exams[p.study];
+    const series = exam?.series.find((s) => s.seriesUid === p.series);
+    if (!exam || !series) throw new HttpError(403, 'open the exam from the patient list first');
+    let inst;
+    try {
+      inst = await remote.nth({ studyUid: p.study, seriesUid: p.series }, Number(p.k), series, { professional: r.session!.data.professional, patient: r.session!.data.patient?.ins });
+    } catch (e) {
+      if (e instanceof RemoteSeriesError) throw new HttpError(502, e.message);
+      throw e;
+    }
+    if (!inst) throw new HttpError(404, `the series has no instance ${p.k}`);
+    reply.type(`application/dicom; transfer-syntax=${inst.transferSyntaxUid}`);
+    reply.header('Content-Length', String(inst.size));
+    return reply.send(blobs.read(inst.blobKey));
+  });
   app.get('/app/dicom-web/studies/:study/series/:series', retrieve);
   app.get('/app/dicom-web/studies/:study/series/:series/instances/:instance', retrieve);
 }

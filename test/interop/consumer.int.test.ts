@@ -6,22 +6,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { CompactSign, exportSPKI, generateKeyPair } from 'jose';
+import type { Browser, Page } from 'playwright-core';
 import { generateStudy, type GeneratedStudy } from '../harness/gen-study.js';
-import { freePort, haveCommand, startOrthanc, type Orthanc } from '../harness/peers.js';
-import { startTestNode } from '../harness/node.js';
-import { issueBoxCertificate, makeTestPki, type TestPki } from '../harness/certs.js';
-import { createLogger } from '../../src/common/log.js';
-import { sendMllp } from '../../src/hl7/mllp.js';
-import { parseMessage } from '../../src/hl7/message.js';
-import { DmpServer } from '../../src/simulators/dmp/server.js';
-import { PscServer } from '../../src/simulators/psc/server.js';
-import { TEST_PIN } from '../../src/simulators/psc/accounts.js';
-import { imagingReportCda, oruR01, type ReportSpec } from '../../src/simulators/ris/reports.js';
+import { haveCommand, type Orthanc } from '../harness/peers.js';
+import { CHROMIUM, imageDrawn, launchChromium, pscLogin, startDrimNetwork, type DrimNetwork } from '../harness/drim-network.js';
 import { find } from '../../src/dicom/scu.js';
 
 async function orthancFirstInstanceTags(o: Orthanc, studyUid: string): Promise<Record<string, unknown>> {
@@ -29,53 +19,27 @@ async function orthancFirstInstanceTags(o: Orthanc, studyUid: string): Promise<R
   return o.api('GET', `/instances/${id}/simplified-tags`);
 }
 
-const CHROMIUM = '/usr/bin/chromium';
 const skip = !haveCommand('Orthanc') ? 'Orthanc is not installed' : !existsSync(CHROMIUM) ? 'Debian chromium is not installed (apt-get install chromium)' : false;
 const SHOTS = path.resolve('docs/screenshots');
 
 const INS = '280067512345690';
-type Node = Awaited<ReturnType<typeof startTestNode>>;
 
 describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP list, report, viewer', { skip }, () => {
-  let work: string;
-  let pki: TestPki;
-  let orthanc: Orthanc;
+  let net: DrimNetwork;
+  let a: DrimNetwork['a'];
+  let b: DrimNetwork['b'];
   let pacsB: Orthanc;
-  let dmp: DmpServer;
-  let psc: PscServer;
-  let a: Node;
-  let b: Node;
   let browser: Browser;
   let pg: Page;
   let current: GeneratedStudy;
   let prior: GeneratedStudy;
   let bUrl: string;
 
-  const publish = async (spec: ReportSpec) => {
-    const ack = parseMessage(await sendMllp('127.0.0.1', a.hl7Port!, oruR01(spec, imagingReportCda(spec))));
-    assert.equal(ack.segment('MSA')!.get(1), 'AA', ack.segment('ERR')?.get(8));
-  };
   const exchangeRetrievesAtA = async () => {
     await a.audit.flush();
     return (await a.audit.search({ action: 'exchange.retrieve', limit: 1000 })).filter((r) => r.outcome === 'success').length;
   };
-  /** True when a canvas of the layer group holds an image that is not uniform. */
-  const drawn = (group: string) =>
-    pg.evaluate((id) => {
-      for (const c of document.querySelectorAll<HTMLCanvasElement>(`#${id} canvas`)) {
-        if (!c.width || !c.height) continue;
-        const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-        let min = 255;
-        let max = 0;
-        for (let i = 0; i < d.length; i += 4 * 7) {
-          min = Math.min(min, d[i]!);
-          max = Math.max(max, d[i]!);
-        }
-        if (max - min > 20) return true;
-      }
-      return false;
-    }, group);
-
+  const drawn = (group: string) => imageDrawn(pg, group);
   const pixelSum = (group: string) =>
     pg.evaluate((id) => {
       let sum = 0;
@@ -88,48 +52,22 @@ describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP lis
     }, group);
 
   before(async () => {
-    work = mkdtempSync(path.join(tmpdir(), 'consumer-it-'));
     mkdirSync(SHOTS, { recursive: true });
-    pki = makeTestPki();
-    const boxA = issueBoxCertificate(pki, 'drimbox.chu-a.test', 'CHU A');
-    const boxB = issueBoxCertificate(pki, 'drimbox.cabinet-b.test', 'Cabinet B');
-    const authority = await generateKeyPair('ES256', { extractable: true });
-    writeFileSync(path.join(work, 'authority.pem'), await exportSPKI(authority.publicKey));
-    const list = { issuer: 'ANS (test)', issuedAt: new Date().toISOString(), version: 1, entries: [{ domain: 'drimbox.chu-a.test', subjectDn: boxA.subjectDn }, { domain: 'drimbox.cabinet-b.test', subjectDn: boxB.subjectDn }] };
-    writeFileSync(path.join(work, 'trust-list.jws'), await new CompactSign(new TextEncoder().encode(JSON.stringify(list))).setProtectedHeader({ alg: 'ES256' }).sign(authority.privateKey));
-    const exchange = (domain: string) => ({ port: 0, domain, trustList: { file: path.join(work, 'trust-list.jws'), authority: path.join(work, 'authority.pem') } });
-
-    current = generateStudy({ out: path.join(work, 'current'), modality: 'CT', series: 2, slices: 40, rows: 256, cols: 256, patientId: INS, patientName: 'PAT-ECHANGE^CAMILLE', accession: 'ACC-CUR', studyDate: '20261120', description: 'TDM thorax' });
-    prior = generateStudy({ out: path.join(work, 'prior'), modality: 'CT', series: 1, slices: 20, rows: 256, cols: 256, patientId: INS, patientName: 'PAT-ECHANGE^CAMILLE', accession: 'ACC-PRI', studyDate: '20250310', description: 'TDM thorax' });
-    orthanc = await startOrthanc({ name: 'chu-a-pacs', aet: 'PACS' });
-    for (const f of [...current.files, ...prior.files]) await orthanc.api('POST', '/instances', readFileSync(f));
-    dmp = await new DmpServer({ host: '127.0.0.1', port: 0, dataDir: path.join(work, 'dmp'), log: createLogger('silent') }).start();
-    const dmpUrls = { registryUrl: `${dmp.url}/registry`, repositoryUrl: `${dmp.url}/repository` };
-    a = await startTestNode({ aeTitle: 'DRIMBOXA', dicomTlsPort: 0, tls: { cert: boxA.cert, key: boxA.key, ca: pki.ca }, exchange: exchange('drimbox.chu-a.test'), peers: [{ aeTitle: 'PACS', host: '127.0.0.1', port: orthanc.dicomPort }], source: { pacs: 'PACS', dmp: dmpUrls, organisation: { finess: '750712184', name: 'CHU A' } } });
-    pacsB = await startOrthanc({ name: 'cabinet-b-pacs', aet: 'PACSB' });
-    const bPort = await freePort();
-    bUrl = `https://127.0.0.1:${bPort}`;
-    // PSC over HTTPS; box B authenticates to it with its certificate (tls_client_auth), as PSC requires.
-    psc = await new PscServer({ host: '127.0.0.1', port: 0, tls: { cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey), ca: readFileSync(pki.ca) }, clients: [{ clientId: 'opendrim-b', tlsSubjectDn: boxB.subjectDn, redirectUris: [`${bUrl}/auth/callback`], postLogoutRedirectUris: [`${bUrl}/auth/login`] }], log: createLogger('silent') }).start();
-    // B serves its web UI over HTTPS with its box certificate (the test authority: the browser is told to accept it).
-    b = await startTestNode({ aeTitle: 'DRIMBOXB', httpPort: bPort, publicUrl: bUrl, dicomTlsPort: 0, tls: { cert: boxB.cert, key: boxB.key, ca: pki.ca }, exchange: exchange('drimbox.cabinet-b.test'), peers: [{ aeTitle: 'PACSB', host: '127.0.0.1', port: pacsB.dicomPort }], consumer: { psc: { issuer: psc.issuer, clientId: 'opendrim-b', clientAuth: 'tls_client_auth' }, dmp: dmpUrls, import: { pacs: 'PACSB', issuer: 'CABINET-B' } } });
-
+    const gen = path.join(process.env.TMPDIR ?? '/tmp', `consumer-it-${process.pid}`);
+    current = generateStudy({ out: path.join(gen, 'current'), modality: 'CT', series: 2, slices: 40, rows: 256, cols: 256, patientId: INS, patientName: 'PAT-ECHANGE^CAMILLE', accession: 'ACC-CUR', studyDate: '20261120', description: 'TDM thorax' });
+    prior = generateStudy({ out: path.join(gen, 'prior'), modality: 'CT', series: 1, slices: 20, rows: 256, cols: 256, patientId: INS, patientName: 'PAT-ECHANGE^CAMILLE', accession: 'ACC-PRI', studyDate: '20250310', description: 'TDM thorax' });
+    net = await startDrimNetwork({ loadIntoPacsA: [...current.files, ...prior.files] });
+    rmSync(gen, { recursive: true, force: true });
+    ({ a, b, pacsB, bUrl } = net);
     const base = { ins: INS, ipp: 'IPP-A-7', family: 'PAT-ECHANGE', given: 'CAMILLE', birthDate: '19800615', sex: 'F' as const, examCode: { code: 'ZBQK002', display: 'Scanographie du thorax' } };
-    await publish({ ...base, studyUid: prior.studyUid, accessionNumber: 'ACC-PRI', setId: 'B1C2D3E4-0000-4000-8000-000000000010', version: 1, effectiveTime: '20250310113000+0100', text: 'Examen antérieur : pas de nodule.' });
-    await publish({ ...base, studyUid: current.studyUid, accessionNumber: 'ACC-CUR', setId: 'B1C2D3E4-0000-4000-8000-000000000011', version: 1, effectiveTime: '20261120103000+0100', text: 'Nodule de 4 mm du lobe supérieur droit.' });
-
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+    await net.publish({ ...base, studyUid: prior.studyUid, accessionNumber: 'ACC-PRI', setId: 'B1C2D3E4-0000-4000-8000-000000000010', version: 1, effectiveTime: '20250310113000+0100', text: 'Examen antérieur : pas de nodule.' });
+    await net.publish({ ...base, studyUid: current.studyUid, accessionNumber: 'ACC-CUR', setId: 'B1C2D3E4-0000-4000-8000-000000000011', version: 1, effectiveTime: '20261120103000+0100', text: 'Nodule de 4 mm du lobe supérieur droit.' });
+    browser = await launchChromium();
     pg = await (await browser.newContext({ viewport: { width: 1440, height: 900 }, ignoreHTTPSErrors: true })).newPage();
   });
   after(async () => {
     await browser?.close();
-    await Promise.all([a?.cleanup(), b?.cleanup()]);
-    await psc?.close();
-    await dmp?.close();
-    await orthanc?.stop();
-    await pacsB?.stop();
-    rmSync(work, { recursive: true, force: true });
-    if (pki) rmSync(pki.dir, { recursive: true, force: true });
+    await net?.stop();
   });
 
   test('contextual launch asks for a PSC login first, then shows the strict INS traits and the DMP exams', async () => {
@@ -137,12 +75,8 @@ describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP lis
     await pg.goto(launch);
     await pg.screenshot({ path: path.join(SHOTS, 'login.png') });
     await pg.click('#psc-login');
-    await pg.waitForSelector('#account').catch(async (e) => {
-      throw new Error(`${e.message}\n${pg.url()}\n${(await pg.content()).slice(0, 1500)}`);
-    });
-    await pg.selectOption('#account', { label: 'Dr Jeanne RADIO, radiologue' });
-    await pg.fill('#pin', TEST_PIN);
-    await Promise.all([pg.waitForURL(/\/app\/patient/), pg.click('#connect')]);
+    await pscLogin(pg);
+    assert.match(pg.url(), /\/app\/patient/);
     assert.match(await pg.textContent('#current-user') ?? '', /Jeanne RADIO/);
     const identity = (await pg.textContent('#identity')) ?? '';
     for (const trait of ['PAT-ECHANGE', 'CAMILLE', '15/06/1980', 'Féminin', '75056', INS]) assert.ok(identity.includes(trait), `${trait} shown`);
