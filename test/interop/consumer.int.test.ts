@@ -56,7 +56,8 @@ describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP lis
     const gen = path.join(process.env.TMPDIR ?? '/tmp', `consumer-it-${process.pid}`);
     current = generateStudy({ out: path.join(gen, 'current'), modality: 'CT', series: 2, slices: 40, rows: 256, cols: 256, patientId: INS, patientName: 'PAT-ECHANGE^CAMILLE', accession: 'ACC-CUR', studyDate: '20261120', description: 'TDM thorax' });
     prior = generateStudy({ out: path.join(gen, 'prior'), modality: 'CT', series: 1, slices: 20, rows: 256, cols: 256, patientId: INS, patientName: 'PAT-ECHANGE^CAMILLE', accession: 'ACC-PRI', studyDate: '20250310', description: 'TDM thorax' });
-    net = await startDrimNetwork({ loadIntoPacsA: [...current.files, ...prior.files] });
+    // PSC access tokens of 65 s: B renews them (refresh token grant) whenever less than a minute is left.
+    net = await startDrimNetwork({ loadIntoPacsA: [...current.files, ...prior.files], pscAccessTokenTtlSeconds: 65 });
     rmSync(gen, { recursive: true, force: true });
     ({ a, b, pacsB, bUrl } = net);
     const base = { ins: INS, ipp: 'IPP-A-7', family: 'PAT-ECHANGE', given: 'CAMILLE', birthDate: '19800615', sex: 'F' as const, examCode: { code: 'ZBQK002', display: 'Scanographie du thorax' } };
@@ -88,6 +89,16 @@ describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP lis
     const cookies = await pg.context().cookies(bUrl);
     const session = cookies.find((c) => c.name === 'opendrim_session')!;
     assert.ok(session.httpOnly && session.secure && session.sameSite === 'Lax', 'session cookie is httpOnly, Secure, SameSite=Lax');
+
+    // The PSC tokens are renewed when they near expiry, and the session goes on.
+    const tokensNow = async () => JSON.parse((await b.database.db.selectFrom('web_sessions').select('data').where('kind', '=', 'user').executeTakeFirstOrThrow()).data).tokens;
+    const before = await tokensNow();
+    await new Promise((r) => setTimeout(r, 6000));
+    await pg.reload();
+    assert.match(await pg.textContent('#current-user') ?? '', /Jeanne RADIO/, 'still logged in');
+    const renewed = await tokensNow();
+    assert.notEqual(renewed.accessToken, before.accessToken, 'a new access token from the refresh grant');
+    assert.ok(renewed.expiresAt > before.expiresAt);
   });
 
   test('the report is readable inline; a document of another patient cannot be opened', async () => {
@@ -137,6 +148,21 @@ describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP lis
     await pg.mouse.up();
     await pg.waitForTimeout(200);
     assert.notEqual(await pixelSum('layerGroup0'), before, 'window/level changed the rendering');
+    // Zoom (mouse wheel) and a ruler measurement change what is drawn.
+    await pg.click('#toolbar [data-tool="ZoomAndPan"]');
+    const beforeZoom = await pixelSum('layerGroup0');
+    await pg.mouse.move(x + width / 2, y + height / 2);
+    await pg.mouse.wheel(0, -400);
+    await pg.waitForTimeout(300);
+    assert.notEqual(await pixelSum('layerGroup0'), beforeZoom, 'zoomed');
+    await pg.click('#toolbar [data-tool="Draw"]');
+    const beforeRuler = await pixelSum('layerGroup0');
+    await pg.mouse.move(x + width * 0.3, y + height * 0.4);
+    await pg.mouse.down();
+    await pg.mouse.move(x + width * 0.6, y + height * 0.6, { steps: 10 });
+    await pg.mouse.up();
+    await pg.waitForTimeout(300);
+    assert.notEqual(await pixelSum('layerGroup0'), beforeRuler, 'a ruler is drawn');
     await pg.screenshot({ path: path.join(SHOTS, 'viewer.png') });
 
     // Current vs prior.

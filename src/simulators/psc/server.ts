@@ -22,6 +22,8 @@ export interface PscServerOptions {
   clients: PscClient[];
   log: Logger;
   accounts?: TestAccount[];
+  /** Access token lifetime (default 600 s); short values make relying parties renew often (tests). */
+  accessTokenTtlSeconds?: number;
   /** Serve HTTPS (as PSC does), asking clients for a certificate (mutual TLS client authentication, RFC 8705). */
   tls?: { cert: Buffer; key: Buffer; ca: Buffer };
 }
@@ -112,7 +114,7 @@ export class PscServer {
       } } },
       interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
       issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-      ttl: { AccessToken: 600, IdToken: 600, AuthorizationCode: 60, RefreshToken: 3600, Interaction: 600, Session: 3600, Grant: 3600 },
+      ttl: { AccessToken: this.opts.accessTokenTtlSeconds ?? 600, IdToken: 600, AuthorizationCode: 60, RefreshToken: 3600, Interaction: 600, Session: 3600, Grant: 3600 },
       renderError: async (ctx, out) => {
         ctx.type = 'html';
         ctx.body = `<!doctype html><title>Pro Santé Connect (simulateur)</title><h1>Erreur</h1><pre>${esc(JSON.stringify(out, null, 2))}</pre>`;

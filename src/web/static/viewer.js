@@ -26,10 +26,7 @@ function makeApp(layerGroupId) {
     loaded += 1;
     root.dataset[`loaded${layerGroupId.slice(-1)}`] = String(loaded);
   });
-  app.addEventListener('load', () => {
-    app.setTool(currentTool);
-    if (currentTool === 'Draw') app.setToolFeatures({ shapeName: 'Ruler' });
-  });
+  app.addEventListener('load', () => useTool(app, currentTool));
   app.addEventListener('loadend', () => {
     root.dataset[`complete${layerGroupId.slice(-1)}`] = 'true';
     status.textContent = '';
@@ -38,6 +35,21 @@ function makeApp(layerGroupId) {
     status.textContent = `Erreur de chargement : ${e.error?.message ?? e.message ?? ''}`;
   });
   return app;
+}
+
+// Measurements live in an annotation data set over the image (dwv >= 0.35): create it the first time the
+// ruler is chosen for the image shown.
+function useTool(app, tool) {
+  if (tool === 'Draw') {
+    const group = app.getActiveLayerGroup();
+    const viewLayer = group?.getActiveViewLayer();
+    if (viewLayer && !group.getActiveDrawLayer()) {
+      const refId = viewLayer.getDataId();
+      app.addAndRenderAnnotationData(app.createAnnotationData(refId), group.getDivId(), refId);
+    }
+  }
+  app.setTool(tool);
+  if (tool === 'Draw') app.setToolFeatures({ shapeName: 'Ruler' });
 }
 
 const apps = [makeApp('layerGroup0')];
@@ -81,8 +93,11 @@ for (const button of document.querySelectorAll('#toolbar [data-tool]')) {
     currentTool = button.dataset.tool;
     for (const b of document.querySelectorAll('#toolbar [data-tool]')) b.classList.toggle('active', b === button);
     for (const app of apps) {
-      app.setTool(currentTool);
-      if (currentTool === 'Draw') app.setToolFeatures({ shapeName: 'Ruler' });
+      try {
+        useTool(app, currentTool);
+      } catch (err) {
+        status.textContent = `Outil indisponible : ${err.message}`;
+      }
     }
   });
 }
