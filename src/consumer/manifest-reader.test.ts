@@ -28,3 +28,15 @@ test('a manifest built by a source box reads back: study, series, instances and 
 test('what is not a KOS manifest is refused with the reason', () => {
   assert.throws(() => readManifest(Buffer.from('not dicom at all')), (e: Error) => e instanceof ManifestError && /not a readable DICOM file/.test(e.message));
 });
+
+test('padding of odd-length values (a Retrieve URL of odd length ends with a space) is removed', () => {
+  for (let extra = 0; extra < 2; extra++) {
+    const studyUid = `1.2.3.${'4'.repeat(10 + extra)}`;
+    const seriesUid = `1.2.5.${'6'.repeat(11 + extra)}`;
+    const kos = buildManifest({ studyUid, series: [{ seriesUid, instances: [{ sopClassUid: '1.2.840.10008.5.1.4.1.1.2', sopInstanceUid: newUid() }] }] }, { ins: '280067512345690', insOid: '1.2.250.1.213.1.4.10', issuer: 'ASIP-SANTE-INS-NIR' }, { retrieveAeTitle: 'AE1', retrieveLocationUid: '1.2.3', wadoRsBase: 'https://a.fr/dicom-web' });
+    const s = readManifest(kos.part10).series[0]!;
+    assert.equal(s.retrieveUrl, `https://a.fr/dicom-web/studies/${studyUid}/series/${seriesUid}`);
+    assert.equal(s.seriesUid, seriesUid);
+    assert.equal(s.retrieveAeTitle, 'AE1');
+  }
+});

@@ -23,6 +23,8 @@ export class ManifestError extends Error {
 
 const KOS_SOP_CLASS = '1.2.840.10008.5.1.4.1.1.88.59';
 const list = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+/** A text value without its padding (PS3.5 6.2: UR, UI, AE values of odd length are padded). */
+const text = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : String(v).replace(/[\s\0]+$/, '').trim() || undefined);
 
 /**
  * Reads an XDS-I.b imaging manifest (Key Object Selection, Part 10): the study, and per series the instances
@@ -42,13 +44,13 @@ export function readManifest(part10: Buffer): Manifest {
   const studyUid = evidence[0].StudyInstanceUID ?? ds.StudyInstanceUID;
   const series: ManifestSeries[] = evidence.flatMap((st: any) =>
     list<any>(st.ReferencedSeriesSequence).map((se: any) => ({
-      seriesUid: String(se.SeriesInstanceUID),
-      retrieveUrl: se.RetrieveURL ? String(se.RetrieveURL) : undefined,
-      retrieveAeTitle: se.RetrieveAETitle ? String(se.RetrieveAETitle) : undefined,
-      retrieveLocationUid: se.RetrieveLocationUID ? String(se.RetrieveLocationUID) : undefined,
-      instances: list<any>(se.ReferencedSOPSequence).map((i: any) => ({ sopClassUid: String(i.ReferencedSOPClassUID), sopUid: String(i.ReferencedSOPInstanceUID) })),
+      seriesUid: text(se.SeriesInstanceUID) ?? '',
+      retrieveUrl: text(se.RetrieveURL),
+      retrieveAeTitle: text(se.RetrieveAETitle),
+      retrieveLocationUid: text(se.RetrieveLocationUID),
+      instances: list<any>(se.ReferencedSOPSequence).map((i: any) => ({ sopClassUid: text(i.ReferencedSOPClassUID) ?? '', sopUid: text(i.ReferencedSOPInstanceUID) ?? '' })),
     })),
   );
   const ref = list<any>(ds.ReferencedRequestSequence)[0];
-  return { sopInstanceUid: String(ds.SOPInstanceUID), studyUid: String(studyUid), patientId: ds.PatientID ? String(ds.PatientID) : undefined, accessionNumber: ref?.AccessionNumber ?? ds.AccessionNumber, series };
+  return { sopInstanceUid: text(ds.SOPInstanceUID) ?? '', studyUid: text(studyUid) ?? '', patientId: text(ds.PatientID), accessionNumber: text(ref?.AccessionNumber ?? ds.AccessionNumber), series };
 }
