@@ -213,6 +213,46 @@ export const ConfigSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Prefetch: from the RIS schedule (SIU over MLLP), the priors of upcoming patients are found in the DMP and
+     * brought into the local PACS (consumer.import) before the appointment. See docs/configuration.md.
+     */
+    prefetch: z
+      .object({
+        /** The practitioner in whose name priors are fetched when the appointment names none with an RPPS (AIP-3). */
+        onBehalfOf: z.object({ id: z.string().min(1), familyName: z.string().optional(), givenName: z.string().optional(), profession: z.string().default('10'), specialty: z.string().optional() }).strict(),
+        /** Lead time used when a rule gives none. */
+        defaultLeadHours: z.number().positive().default(12),
+        /** How often due appointments are looked at. */
+        pollSeconds: z.number().positive().default(30),
+        rules: z
+          .array(
+            z
+              .object({
+                name: z.string().min(1),
+                /** Which appointments: modality (AIG-4) and/or procedure code glob (AIS-3, e.g. "ZBQK*"). Empty matches all. */
+                match: z.object({ modality: z.string().optional(), procedure: z.string().optional() }).strict().default({}),
+                priors: z
+                  .object({
+                    /** Modalities of the priors wanted; "same" = the appointment's; empty = any. */
+                    modalities: z.array(z.string()).default(['same']),
+                    /** Words the prior's region/exam label or description must contain (accents ignored); empty = any. */
+                    regions: z.array(z.string()).default([]),
+                    lookbackDays: z.number().int().positive().default(1825),
+                    maxStudies: z.number().int().positive().default(3),
+                  })
+                  .strict()
+                  .default({ modalities: ['same'], regions: [], lookbackDays: 1825, maxStudies: 3 }),
+                leadHours: z.number().positive().optional(),
+                /** Transfers for this rule run only in this local time window, "HH:MM-HH:MM" (may cross midnight). */
+                allowedHours: z.string().regex(/^\d{2}:\d{2}-\d{2}:\d{2}$/, 'must be HH:MM-HH:MM').optional(),
+              })
+              .strict(),
+          )
+          .min(1, 'at least one rule is needed'),
+      })
+      .strict()
+      .optional(),
     audit: z
       .object({
         /** IHE ATNA export: each audit record also goes to this syslog collector (RFC 5424 over TCP, TLS per RFC 5425). */
@@ -390,6 +430,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     }
     if (psc.clientSecretFile && !existsSync(psc.clientSecretFile)) throw new ConfigError(`invalid configuration: consumer.psc.clientSecretFile: file ${psc.clientSecretFile} does not exist`);
   }
+  if (cfg.prefetch && !cfg.consumer?.import) throw new ConfigError('invalid configuration: prefetch needs consumer (DMP, source boxes) and consumer.import (the local PACS the priors go to)');
   if (cfg.source && !cfg.peers.some((p) => p.aeTitle === cfg.source!.pacs)) throw new ConfigError(`invalid configuration: source.pacs: ${cfg.source.pacs} is not one of the configured peers`);
   return cfg;
 }

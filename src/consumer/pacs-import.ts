@@ -13,7 +13,7 @@ import type { LocalIdentities } from '../identity/local-identities.js';
 import type { RemoteExamCache } from './remote-exam-cache.js';
 import type { ManifestSeries } from './manifest-reader.js';
 
-export type ImportStatus = 'waiting-identity' | 'queued' | 'running' | 'done' | 'failed';
+export type ImportStatus = 'waiting-identity' | 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
 
 export interface ImportJob {
   id: number;
@@ -115,6 +115,15 @@ export class PacsImports {
     if (!Number(r.numUpdatedRows)) throw new Error(`import ${id} is not failed`);
     await this.deps.audit.record({ actorType: 'practitioner', actorId: by, action: 'consumer.import', outcome: 'success', detail: { step: 'retry', job: id } });
     this.kick();
+  }
+
+  /** Jobs not started yet (queued or waiting for an identity) are cancelled; returns how many. */
+  async cancel(ids: number[], by: string): Promise<number> {
+    if (!ids.length) return 0;
+    const r = await this.deps.db.updateTable('import_jobs').set({ status: 'cancelled', updated_at: new Date().toISOString() }).where('id', 'in', ids).where('status', 'in', ['queued', 'waiting-identity']).executeTakeFirst();
+    const n = Number(r.numUpdatedRows);
+    if (n) await this.deps.audit.record({ actorType: 'system', actorId: by, action: 'consumer.import', outcome: 'success', detail: { step: 'cancelled', jobs: ids, cancelled: n } });
+    return n;
   }
 
   start(pollMs = 2000): void {

@@ -34,6 +34,8 @@ import { DmpExams } from '../consumer/dmp-exams.js';
 import { RemoteExamCache } from '../consumer/remote-exam-cache.js';
 import { webRoutes } from '../web/plugin.js';
 import { PacsImports } from '../consumer/pacs-import.js';
+import { Prefetcher } from '../prefetch/prefetcher.js';
+import { prefetchHl7Handler } from '../prefetch/triggers.js';
 import { LocalIdentities } from '../identity/local-identities.js';
 import { storeInstances } from '../dicom/scu.js';
 import { DicomwebClient } from '../dicomweb/client.js';
@@ -67,6 +69,10 @@ export class OpenDrimNode {
   sessions: SessionStore | undefined;
   /** Imports of remote exams into the local PACS, when consumer.import is configured. */
   imports: PacsImports | undefined;
+  /** Prefetch of priors from the RIS schedule, when `prefetch` is configured. */
+  prefetcher: Prefetcher | undefined;
+  /** Gauges refreshed from the database before each /metrics scrape. */
+  private readonly collectors: Array<() => Promise<void>> = [];
   private sessionSweep: NodeJS.Timeout | undefined;
   private shuttingDown = false;
 
@@ -138,7 +144,7 @@ export class OpenDrimNode {
     this.http.addHook('onResponse', async (req, reply) => {
       metrics.httpLatency.observe({ route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     });
-    await this.http.register(opsRoutes, { index: this.index, blobs: this.blobs, metrics, isShuttingDown: () => this.shuttingDown, version: VERSION });
+    await this.http.register(opsRoutes, { index: this.index, blobs: this.blobs, metrics, isShuttingDown: () => this.shuttingDown, version: VERSION, collectors: this.collectors });
     await this.http.register(dicomwebRoutes, { prefix: '/dicom-web', config, index: this.index, blobs: this.blobs, ingestor: this.ingestor, metrics, log, audit: this.audit });
     await this.http.register(auditRoutes, { prefix: '/api/audit', audit: this.audit, config, log });
 
@@ -148,7 +154,10 @@ export class OpenDrimNode {
     await this.http.listen({ port: config.httpPort, host: config.bind });
     if (config.source) this.publisher = this.startSource(config.source, tlsFiles);
     if (config.hl7.enabled) {
-      const handlers = this.publisher ? [sourceHl7Handler(this.publisher, log.child({ component: 'source' }))] : [];
+      const handlers = [
+        ...(this.publisher ? [sourceHl7Handler(this.publisher, log.child({ component: 'source' }))] : []),
+        ...(this.prefetcher ? [prefetchHl7Handler(this.prefetcher, log.child({ component: 'prefetch' }))] : []),
+      ];
       this.hl7 = new MllpServer({
         host: config.bind,
         port: config.hl7.port,
@@ -161,6 +170,7 @@ export class OpenDrimNode {
             const reply = await h(msg, ctx);
             if (reply) return reply;
           }
+          if (/^SIU\^S1[2-5]$/.test(msg.type)) return { code: 'AE', errors: [{ code: '207', text: `${msg.type} received but prefetch is not configured on this node (prefetch section)` }] };
           if (/^(ORU\^R01|MDM\^T|OMI\^O23)/.test(msg.type)) return { code: 'AE', errors: [{ code: '207', text: `${msg.type} received but the source function is not configured on this node (source section)` }] };
           return { code: 'AR', errors: [{ code: '200', text: `message type ${msg.type} is not handled by this node`, location: 'MSH-9' }] };
         },
@@ -260,15 +270,17 @@ export class OpenDrimNode {
     this.sessions = new SessionStore(this.database.db, { idleMs: consumer.session.idleMinutes * 60_000, absoluteMs: consumer.session.absoluteHours * 3600_000 });
     const psc = new PscLogin({ issuer: consumer.psc.issuer, clientId: consumer.psc.clientId, clientAuth, redirectUri: `${publicUrl}/auth/callback`, postLogoutRedirectUri: `${publicUrl}/auth/login`, scope: consumer.psc.scope, acr: consumer.psc.acr }, log.child({ component: 'psc' }));
     const xds = new XdsClient({ registryUrl: dmp.registryUrl, repositoryUrl: dmp.repositoryUrl, tls: tlsFiles ? { cert: tlsFiles.cert, key: tlsFiles.key, ca: tlsFiles.ca } : undefined });
+    const exams = new DmpExams(xds);
     const remote = new RemoteExamCache({ index: this.index, retriever: this.sourceBoxes!, log: log.child({ component: 'consumer' }) });
     if (consumer.import) {
       const imp = consumer.import;
       const peer = config.peers.find((p) => p.aeTitle === imp.pacs)!;
       const gateway = new PacsGateway(remoteFor(config, peer), config.aeTitle);
+      const identities = new LocalIdentities(this.database.db, imp.issuer, (ins) => gateway.patientIdsByOtherId(ins));
       this.imports = new PacsImports({
         db: this.database.db,
         dialect: this.database.dialect,
-        identities: new LocalIdentities(this.database.db, imp.issuer, (ins) => gateway.patientIdsByOtherId(ins)),
+        identities,
         remote,
         blobs: this.blobs,
         pacs: {
@@ -286,12 +298,37 @@ export class OpenDrimNode {
         log: log.child({ component: 'import' }),
       });
       this.imports.start();
+      if (config.prefetch) {
+        const pf = config.prefetch;
+        this.prefetcher = new Prefetcher({
+          db: this.database.db,
+          rules: pf.rules,
+          defaultLeadHours: pf.defaultLeadHours,
+          onBehalfOf: pf.onBehalfOf,
+          exams,
+          imports: this.imports,
+          identities,
+          localCount: (studyUid) => gateway.studyInstanceCount(studyUid),
+          audit: this.audit,
+          log: log.child({ component: 'prefetch' }),
+        });
+        this.prefetcher.start(pf.pollSeconds * 1000);
+        const prefetcher = this.prefetcher;
+        this.collectors.push(async () => {
+          const now = new Date();
+          const upcoming = await prefetcher.list({ from: now, to: new Date(now.getTime() + 86400_000) });
+          this.metrics.prefetchAppointments.reset();
+          for (const a of upcoming) this.metrics.prefetchAppointments.inc({ state: a.state });
+          this.metrics.prefetchReadyShare.set((await prefetcher.readyBeforeStart(new Date(now.getTime() - 86400_000), now)).share);
+        });
+      }
     }
     await this.http.register(webRoutes, {
       sessions: this.sessions,
       psc,
-      exams: new DmpExams(xds),
+      exams,
       remote,
+      prefetcher: this.prefetcher,
       imports: this.imports,
       index: this.index,
       blobs: this.blobs,
@@ -312,6 +349,7 @@ export class OpenDrimNode {
     if (this.trustListTimer) clearInterval(this.trustListTimer);
     if (this.sessionSweep) clearInterval(this.sessionSweep);
     this.imports?.stop();
+    this.prefetcher?.stop();
     this.studyCache?.stop();
     await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close(), this.hl7?.close(graceMs), this.exchange?.close()]);
     await this.blobs?.close();

@@ -12,6 +12,8 @@ export class Metrics {
   readonly storeLatency = new Histogram({ name: 'opendrim_store_seconds', help: 'Time to receive and commit one instance', labelNames: ['protocol'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [this.registry] });
   readonly httpLatency = new Histogram({ name: 'opendrim_http_request_seconds', help: 'HTTP request duration', labelNames: ['route', 'method', 'status'], buckets: [0.005, 0.02, 0.1, 0.5, 2, 10, 60], registers: [this.registry] });
   readonly exchangePacsInstances = new Counter({ name: 'opendrim_exchange_pacs_instances_total', help: 'Instances brought from the local PACS to serve other DRIMboxes (cache misses)', registers: [this.registry] });
+  readonly prefetchAppointments = new Gauge({ name: 'opendrim_prefetch_appointments', help: 'Appointments of the next 24 hours, by prefetch state', labelNames: ['state'], registers: [this.registry] });
+  readonly prefetchReadyShare = new Gauge({ name: 'opendrim_prefetch_ready_before_appointment_ratio', help: 'Share of the appointments of the last 24 hours whose priors were ready before they began', registers: [this.registry] });
   readonly indexSize = new Gauge({ name: 'opendrim_index_objects', help: 'Objects in the index, by level', labelNames: ['level'], registers: [this.registry] });
 
   constructor() {

@@ -4,7 +4,7 @@ import type { BlobStore } from '../store/blobs.js';
 import type { Metrics } from './metrics.js';
 
 /** Liveness, readiness and Prometheus metrics. */
-export async function opsRoutes(app: FastifyInstance, deps: { index: StudyIndex; blobs: BlobStore; metrics: Metrics; isShuttingDown: () => boolean; version: string }): Promise<void> {
+export async function opsRoutes(app: FastifyInstance, deps: { index: StudyIndex; blobs: BlobStore; metrics: Metrics; isShuttingDown: () => boolean; version: string; /** Refresh gauges computed from the database before each scrape. */ collectors?: Array<() => Promise<void>> }): Promise<void> {
   app.get('/health', async (_req, reply) => {
     const checks: Record<string, { ok: boolean; error?: string; ms?: number }> = {};
     for (const [name, probe] of [
@@ -30,6 +30,7 @@ export async function opsRoutes(app: FastifyInstance, deps: { index: StudyIndex;
       deps.metrics.indexSize.set({ level: 'studies' }, c.studies);
       deps.metrics.indexSize.set({ level: 'series' }, c.series);
       deps.metrics.indexSize.set({ level: 'instances' }, c.instances);
+      for (const collect of deps.collectors ?? []) await collect();
     } catch {
       deps.metrics.errors.inc({ component: 'metrics' });
     }

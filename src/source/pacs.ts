@@ -115,4 +115,10 @@ export class PacsGateway {
     if (!study.length) return 0;
     return rows.reduce((n, r) => n + (Number(str(r, '00201209')) || 0), 0);
   }
+
+  /** Instances the PACS holds for a study (0 when it does not know the study). */
+  async studyInstanceCount(studyUid: string): Promise<number> {
+    const rows = await find(this.remote, this.callingAe, 'STUDY', { StudyInstanceUID: studyUid, NumberOfStudyRelatedInstances: '' });
+    return rows.length ? Number(str(rows[0]!, '00201208')) || 0 : 0;
+  }
 }

@@ -138,7 +138,35 @@ export interface ImportJobTable {
   created_at: string;
   updated_at: string;
 }
+export interface AppointmentTable {
+  appointment_id: string;
+  patient_ins: string;
+  patient_oid: string;
+  ipp: string | null;
+  patient_name: string | null;
+  start_at: string;
+  modality: string | null;
+  procedure_code: string | null;
+  procedure_text: string | null;
+  practitioner: string | null;
+  status: string;
+  rule: string | null;
+  due_at: string;
+  state: string;
+  priors: string;
+  import_ids: string;
+  done: number;
+  total: number;
+  attempts: number;
+  next_attempt_at: string;
+  error: string | null;
+  ready_at: string | null;
+  last_control_id: string | null;
+  created_at: string;
+  updated_at: string;
+}
 export interface DB {
+  appointments: AppointmentTable;
   patient_identities: PatientIdentityTable;
   import_jobs: ImportJobTable;
   web_sessions: WebSessionTable;

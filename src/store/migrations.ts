@@ -221,6 +221,44 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.dropTable('patient_identities').execute();
       },
     },
+    '0007_prefetch': {
+      async up(db: Kysely<any>) {
+        // Appointments from the RIS schedule and the prefetch state of each.
+        await db.schema
+          .createTable('appointments')
+          .addColumn('appointment_id', 'text', (c) => c.primaryKey())
+          .addColumn('patient_ins', 'text', (c) => c.notNull())
+          .addColumn('patient_oid', 'text', (c) => c.notNull())
+          .addColumn('ipp', 'text')
+          .addColumn('patient_name', 'text')
+          .addColumn('start_at', 'text', (c) => c.notNull())
+          .addColumn('modality', 'text')
+          .addColumn('procedure_code', 'text')
+          .addColumn('procedure_text', 'text')
+          .addColumn('practitioner', 'text')
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('rule', 'text')
+          .addColumn('due_at', 'text', (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('priors', 'text', (c) => c.notNull().defaultTo('[]'))
+          .addColumn('import_ids', 'text', (c) => c.notNull().defaultTo('[]'))
+          .addColumn('done', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('total', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('next_attempt_at', 'text', (c) => c.notNull())
+          .addColumn('error', 'text')
+          .addColumn('ready_at', 'text')
+          .addColumn('last_control_id', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('appointments_due').on('appointments').columns(['state', 'due_at']).execute();
+        await db.schema.createIndex('appointments_start').on('appointments').column('start_at').execute();
+      },
+      async down(db: Kysely<any>) {
+        await db.schema.dropTable('appointments').execute();
+      },
+    },
   };
 }
 

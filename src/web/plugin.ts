@@ -16,6 +16,8 @@ import type { DmpExams } from '../consumer/dmp-exams.js';
 import type { RemoteExamCache } from '../consumer/remote-exam-cache.js';
 import type { PacsImports } from '../consumer/pacs-import.js';
 import { importRoutes } from './import-routes.js';
+import { prefetchRoutes } from './prefetch-routes.js';
+import type { Prefetcher } from '../prefetch/prefetcher.js';
 import type { StudyIndex } from '../store/study-index.js';
 import type { BlobStore } from '../store/blobs.js';
 import { MESSAGES, pickLang, type Lang, type Messages } from './i18n.js';
@@ -43,6 +45,7 @@ export interface WebDeps {
   exams: DmpExams;
   remote: RemoteExamCache;
   imports?: PacsImports;
+  prefetcher?: Prefetcher;
   index: StudyIndex;
   blobs: BlobStore;
   audit: AuditTrail;
@@ -245,5 +248,6 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
     await scoped.register(patientRoutes, { deps });
     await scoped.register(viewerRoutes, { deps });
     await scoped.register(importRoutes, { deps });
+    if (deps.prefetcher) await scoped.register(prefetchRoutes, { deps });
   });
 }

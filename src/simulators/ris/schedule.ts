@@ -1,0 +1,35 @@
+import { escape, hl7Now } from '../../hl7/message.js';
+
+/** SIU messages as a RIS sends them when it books, moves or cancels an appointment (see src/hl7/scheduling.ts). */
+export interface AppointmentSpec {
+  appointmentId: string;
+  ins: string;
+  insOid?: string;
+  ipp: string;
+  ippOid?: string;
+  family: string;
+  given: string;
+  birthDate: string;
+  sex: 'M' | 'F' | 'U';
+  /** Start, as a Date. */
+  start: Date;
+  modality: string;
+  procedure: { code: string; text: string };
+  radiologist?: { rpps: string; family: string; given: string };
+}
+
+const dtm = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(0, 14) + '+0000';
+
+export function siu(trigger: 'S12' | 'S13' | 'S14' | 'S15', a: AppointmentSpec, controlId = `SIU${Date.now()}${Math.floor(Math.random() * 1000)}`): string {
+  const ids = [`${a.ins}^^^ASIP-SANTE-INS-NIR&${a.insOid ?? '1.2.250.1.213.1.4.10'}&ISO^INS`, `${a.ipp}^^^HOPITAL&${a.ippOid ?? '1.2.250.1.213.4.5.2.4'}&ISO^PI`].join('~');
+  const status = trigger === 'S15' ? 'Cancelled' : 'Booked';
+  return [
+    `MSH|^~\\&|RIS_SIM|CABINET|OPENDRIM|CABINET|${hl7Now()}||SIU^${trigger}^SIU_S12|${controlId}|P|2.5|||||FRA|UNICODE UTF-8`,
+    `SCH|${a.appointmentId}^RIS_SIM|${a.appointmentId}^RIS_SIM|||||||15|min^^ISO+|^^^${dtm(a.start)}|||||||||||||||${status}`,
+    `PID|||${ids}||${escape(a.family)}^${escape(a.given)}^^^^^L||${a.birthDate}|${a.sex}`,
+    `RGS|1|A`,
+    `AIS|1|A|${a.procedure.code}^${escape(a.procedure.text)}^CCAM|${dtm(a.start)}|||15|min`,
+    `AIG|1|A|${a.modality}1^${a.modality} salle 1|${a.modality}`,
+    ...(a.radiologist ? [`AIP|1|A|${a.radiologist.rpps}^${escape(a.radiologist.family)}^${escape(a.radiologist.given)}^^^^^^RPPS|RAD`] : []),
+  ].join('\r') + '\r';
+}

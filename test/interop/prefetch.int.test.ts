@@ -1,0 +1,129 @@
+/**
+ * Prefetch end to end: the RIS of "Cabinet B" books appointments (SIU over MLLP); B finds the patient's priors in
+ * the DMP stand-in (published there by "CHU A"), fetches them from CHU A (Orthanc as its PACS) and pushes them into
+ * its own PACS (a second Orthanc) under the IPP the schedule gave, before the appointment.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { generateStudy, type GeneratedStudy } from '../harness/gen-study.js';
+import { haveCommand } from '../harness/peers.js';
+import { startDrimNetwork, type DrimNetwork } from '../harness/drim-network.js';
+import { sendMllp } from '../../src/hl7/mllp.js';
+import { parseMessage } from '../../src/hl7/message.js';
+import { siu, type AppointmentSpec } from '../../src/simulators/ris/schedule.js';
+import { find } from '../../src/dicom/scu.js';
+import { mtlsFetch } from '../../src/common/mtls-fetch.js';
+
+const skip = haveCommand('Orthanc') ? false : 'Orthanc is not installed';
+const INS = '280067512345690';
+
+describe('prefetch: SIU in, priors from the DMP and the source box, into the local PACS before the appointment', { skip }, () => {
+  let net: DrimNetwork;
+  let thorax2025: GeneratedStudy;
+  let thorax2026: GeneratedStudy;
+  let knee: GeneratedStudy;
+  const tomorrow = new Date(Date.now() + 24 * 3600_000);
+  const appointment: AppointmentSpec = { appointmentId: 'RDV-100', ins: INS, ipp: 'IPP-B-77', family: 'PAT-ECHANGE', given: 'CAMILLE', birthDate: '19800615', sex: 'F', start: tomorrow, modality: 'CT', procedure: { code: 'ZBQK002', text: 'Scanographie du thorax' } };
+  const send = async (msg: string) => {
+    const ack = parseMessage(await sendMllp('127.0.0.1', net.b.hl7Port!, msg));
+    return { code: ack.segment('MSA')!.get(1), text: ack.segment('ERR')?.get(8) ?? '' };
+  };
+  const state = async (id: string) => (await net.b.prefetcher!.list({ from: new Date(0), to: new Date(Date.now() + 365 * 86400_000) })).find((a) => a.appointmentId === id);
+  const until = async (id: string, wanted: string[], ms = 60_000) => {
+    const t0 = Date.now();
+    for (;;) {
+      const a = await state(id);
+      if (a && wanted.includes(a.state)) return a;
+      if (Date.now() - t0 > ms) assert.fail(`appointment ${id} stayed ${a?.state} (${a?.error ?? ''})`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  const inPacsB = async (studyUid: string) => find({ aeTitle: 'PACSB', host: '127.0.0.1', port: net.pacsB.dicomPort }, 'DRIMBOXB', 'STUDY', { StudyInstanceUID: studyUid, PatientID: '', NumberOfStudyRelatedInstances: '' });
+
+  before(async () => {
+    const gen = path.join(process.env.TMPDIR ?? '/tmp', `prefetch-it-${process.pid}`);
+    const common = { patientId: INS, patientName: 'PAT-ECHANGE^CAMILLE', rows: 64, cols: 64 };
+    thorax2025 = generateStudy({ out: path.join(gen, 'a'), modality: 'CT', series: 1, slices: 12, accession: 'ACC-T25', studyDate: '20250310', ...common });
+    thorax2026 = generateStudy({ out: path.join(gen, 'b'), modality: 'CT', series: 2, slices: 8, accession: 'ACC-T26', studyDate: '20261015', ...common });
+    knee = generateStudy({ out: path.join(gen, 'c'), modality: 'MR', series: 1, slices: 5, accession: 'ACC-KNEE', studyDate: '20260601', ...common });
+    net = await startDrimNetwork({
+      loadIntoPacsA: [...thorax2025.files, ...thorax2026.files, ...knee.files],
+      bConfig: {
+        prefetch: {
+          onBehalfOf: { id: '8899700218896', familyName: 'RADIO', givenName: 'Jeanne', specialty: 'SM26' },
+          pollSeconds: 0.2,
+          rules: [{ name: 'CT thorax', match: { modality: 'CT', procedure: 'ZBQK*' }, priors: { modalities: ['same'], regions: ['thorax'], lookbackDays: 3650, maxStudies: 3 }, leadHours: 48 }],
+        },
+      },
+    });
+    rmSync(gen, { recursive: true, force: true });
+    const base = { ins: INS, ipp: 'IPP-A-7', family: 'PAT-ECHANGE', given: 'CAMILLE', birthDate: '19800615', sex: 'F' as const };
+    const thorax = { code: 'ZBQK002', display: 'Scanographie du thorax' };
+    await net.publish({ ...base, studyUid: thorax2025.studyUid, accessionNumber: 'ACC-T25', setId: 'C0000000-0000-4000-8000-000000000001', version: 1, effectiveTime: '20250310113000+0100', examCode: thorax });
+    await net.publish({ ...base, studyUid: thorax2026.studyUid, accessionNumber: 'ACC-T26', setId: 'C0000000-0000-4000-8000-000000000002', version: 1, effectiveTime: '20261015113000+0100', examCode: thorax });
+    await net.publish({ ...base, studyUid: knee.studyUid, accessionNumber: 'ACC-KNEE', setId: 'C0000000-0000-4000-8000-000000000003', version: 1, effectiveTime: '20260601113000+0100', examCode: { code: 'NZQN001', display: 'IRM du genou' } });
+  });
+  after(async () => {
+    await net?.stop();
+  });
+
+  test('a booked CT of the thorax brings both thorax CT priors (not the knee MR) into PACS B under the IPP from the schedule', async () => {
+    assert.deepEqual(await send(siu('S12', appointment, 'CTRL-1')), { code: 'AA', text: '' });
+    const a = await until('RDV-100', ['ready', 'failed', 'nothing']);
+    assert.equal(a.state, 'ready', a.error);
+    assert.deepEqual(a.priors.map((p) => p.studyUid).sort(), [thorax2025.studyUid, thorax2026.studyUid].sort());
+    assert.equal(a.total, 28);
+    assert.ok(a.readyAt! < a.start);
+    for (const s of [thorax2025, thorax2026]) {
+      const [hit] = await inPacsB(s.studyUid);
+      assert.equal(hit?.['00100020']?.Value?.[0], 'IPP-B-77', 'under the local IPP of the SIU');
+      assert.equal(Number(hit?.['00201208']?.Value?.[0]), s.sopUids.length);
+    }
+    assert.equal((await inPacsB(knee.studyUid)).length, 0, 'the knee MR is not a relevant prior');
+    await net.b.audit.flush();
+    const search = await net.b.audit.search({ action: 'prefetch.search' });
+    assert.equal(search[0]?.detail.onBehalfOf, '8899700218896');
+  });
+
+  test('duplicate messages change nothing; a prior already in the PACS is not fetched again', async () => {
+    const jobsBefore = (await net.b.imports!.list()).length;
+    assert.equal((await send(siu('S12', appointment, 'CTRL-1'))).code, 'AA', 'same control ID');
+    assert.equal((await send(siu('S14', appointment, 'CTRL-2'))).code, 'AA', 'same content again');
+    assert.equal((await state('RDV-100'))?.state, 'ready');
+    // Another appointment of the same patient: the priors are there already.
+    assert.equal((await send(siu('S12', { ...appointment, appointmentId: 'RDV-101', start: new Date(Date.now() + 30 * 3600_000) }, 'CTRL-3'))).code, 'AA');
+    const b = await until('RDV-101', ['ready', 'failed', 'nothing']);
+    assert.equal(b.state, 'ready');
+    assert.ok(b.priors.every((p) => p.alreadyThere));
+    assert.equal((await net.b.imports!.list()).length, jobsBefore, 'no new import');
+  });
+
+  test('a cancelled appointment is not prefetched; a rescheduled one is prefetched at its new time', async () => {
+    const later = { ...appointment, appointmentId: 'RDV-200', ipp: 'IPP-B-77', start: new Date(Date.now() + 10 * 86400_000) };
+    assert.equal((await send(siu('S12', later, 'CTRL-10'))).code, 'AA');
+    assert.equal((await state('RDV-200'))?.state, 'waiting', 'due only 48 h before');
+    assert.equal((await send(siu('S15', later, 'CTRL-11'))).code, 'AA');
+    assert.equal((await state('RDV-200'))?.state, 'cancelled');
+    const moved = { ...appointment, appointmentId: 'RDV-300', start: new Date(Date.now() + 10 * 86400_000) };
+    assert.equal((await send(siu('S12', moved, 'CTRL-20'))).code, 'AA');
+    assert.equal((await state('RDV-300'))?.state, 'waiting');
+    assert.equal((await send(siu('S13', { ...moved, start: new Date(Date.now() + 20 * 3600_000) }, 'CTRL-21'))).code, 'AA');
+    assert.equal((await until('RDV-300', ['ready', 'failed', 'nothing'])).state, 'ready');
+  });
+
+  test('bad scheduling messages get an AE naming the problem; the share of ready appointments is exported', async () => {
+    const noIns = siu('S12', { ...appointment, appointmentId: 'RDV-400' }).replace(/280067512345690\^\^\^ASIP-SANTE-INS-NIR&1\.2\.250\.1\.213\.1\.4\.10&ISO\^INS~/, '');
+    assert.deepEqual(await send(noIns), { code: 'AE', text: 'PID-3 carries no INS (identifier with an INS OID): priors are searched in the DMP by INS' });
+    const noStart = siu('S12', { ...appointment, appointmentId: 'RDV-401' }).replace(/AIS\|1\|A\|([^|]*)\|\d{14}\+0000\|/, 'AIS|1|A|$1|2026-13-45|').replace(/\|\^\^\^\d{14}\+0000\|/, '|^^^|');
+    assert.equal((await send(noStart)).code, 'AE');
+    // Prometheus: appointments of the next 24 h by state, and the share ready in time.
+    const https = mtlsFetch({ cert: readFileSync(net.pki.clientCert), key: readFileSync(net.pki.clientKey), ca: readFileSync(net.pki.ca) });
+    const metrics = await (await https(`https://127.0.0.1:${net.b.httpPort}/metrics`)).text();
+    const ready = Number(/opendrim_prefetch_appointments\{state="ready"\} (\d+)/.exec(metrics)?.[1]);
+    const upcoming = (await net.b.prefetcher!.list({ from: new Date(), to: new Date(Date.now() + 86400_000) })).filter((a) => a.state === 'ready').length;
+    assert.ok(ready >= 1 && ready === upcoming, `gauge ${ready}, list ${upcoming}`);
+    assert.match(metrics, /opendrim_prefetch_ready_before_appointment_ratio 1\b/);
+  });
+});
