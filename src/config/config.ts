@@ -221,6 +221,8 @@ export const ConfigSchema = z
       .object({
         /** The practitioner in whose name priors are fetched when the appointment names none with an RPPS (AIP-3). */
         onBehalfOf: z.object({ id: z.string().min(1), familyName: z.string().optional(), givenName: z.string().optional(), profession: z.string().default('10'), specialty: z.string().optional() }).strict(),
+        /** Attributes set on prefetched instances so users can tell external priors in their PACS. */
+        tag: z.object({ InstitutionName: z.string().max(64).optional(), StationName: z.string().max(16).optional(), InstitutionalDepartmentName: z.string().max(64).optional() }).strict().optional(),
         /** Lead time used when a rule gives none. */
         defaultLeadHours: z.number().positive().default(12),
         /** How often due appointments are looked at. */

@@ -90,5 +90,26 @@ for (const db of await testDatabases()) {
       assert.deepEqual(trail.map((r) => r.detail.step).reverse(), ['requested', 'retry-scheduled', 'done']);
       imports.stop();
     });
+
+    test('a job left running by a node that stopped mid-transfer is resumed by the next start; the PACS keeps one copy', async () => {
+      const remote = { instances: (t: { studyUid: string; seriesUid: string }) => (async function* () { yield* await store.index.listInstances(t); })() } as unknown as RemoteExamCache;
+      const make = () => new PacsImports({ db: store.database.db, dialect: store.database.dialect, identities: new LocalIdentities(store.database.db, 'CABINET-B'), remote, blobs: store.blobs, pacs, workDir: path.join(work, 'tmp'), audit, log: createLogger('silent'), retryBaseMs: 50 });
+      const series = await Promise.all(study.seriesUids.map(async (seriesUid) => ({ seriesUid, instances: (await store.index.listInstances({ seriesUid })).map((i) => ({ sopClassUid: i.sopClassUid, sopUid: i.sopUid })) })));
+      const first = make();
+      const id = await first.enqueue({ studyUid: study.studyUid, series, patient: { ins: INS, oid: '1.2.250.1.213.1.4.10' }, professional: { id: '8899700218896' } });
+      for (let i = 0; i < 200 && (await first.get(id))?.status !== 'done'; i++) await new Promise((r) => setTimeout(r, 25));
+      first.stop();
+      // As if the node died after sending part of the study: the row says running, 20 minutes ago, 10 sent.
+      const sizeBefore = pacsHas.size;
+      await store.database.db.updateTable('import_jobs').set({ status: 'running', done: 10, updated_at: new Date(Date.now() - 20 * 60_000).toISOString() }).where('id', '=', id).execute();
+      const second = make();
+      second.start(50);
+      for (let i = 0; i < 200 && (await second.get(id))?.status !== 'done'; i++) await new Promise((r) => setTimeout(r, 25));
+      const job = await second.get(id);
+      second.stop();
+      assert.equal(job?.status, 'done', job?.error);
+      assert.equal(job?.report?.inPacs, 60);
+      assert.equal(pacsHas.size, sizeBefore, 'instances sent again replace themselves: no duplicate in the PACS');
+    });
   });
 }

@@ -5,7 +5,7 @@ import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Logger } from '../common/log.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import type { Professional } from '../auth/professional-token.js';
-import { rewritePatient } from '../dicom/patient-rewrite.js';
+import { rewritePatient, type Settable } from '../dicom/patient-rewrite.js';
 import type { OutboundInstance } from '../dicom/scu.js';
 import type { DB, Dialect, ImportJobTable } from '../store/db.js';
 import type { BlobStore } from '../store/blobs.js';
@@ -36,6 +36,8 @@ export interface ImportRequest {
   series: ManifestSeries[];
   patient: { ins: string; oid: string };
   professional: Professional;
+  /** Attributes to set on the imported instances (e.g. InstitutionName marking external priors). */
+  tags?: Settable;
 }
 
 /** How the rewritten instances reach the local PACS (C-STORE or STOW-RS), and how to count them there. */
@@ -80,7 +82,7 @@ export class PacsImports {
     const total = req.series.reduce((n, s) => n + s.instances.length, 0);
     const row = await this.deps.db
       .insertInto('import_jobs')
-      .values({ study_uid: req.studyUid, patient_ins: req.patient.ins, patient_oid: req.patient.oid, requested_by: req.professional.id, professional: JSON.stringify(req.professional), manifest: JSON.stringify(req.series), status: 'queued', total, done: 0, attempts: 0, next_attempt_at: now, created_at: now, updated_at: now })
+      .values({ study_uid: req.studyUid, patient_ins: req.patient.ins, patient_oid: req.patient.oid, requested_by: req.professional.id, professional: JSON.stringify(req.professional), manifest: JSON.stringify(req.series), status: 'queued', total, done: 0, attempts: 0, tags: req.tags ? JSON.stringify(req.tags) : null, next_attempt_at: now, created_at: now, updated_at: now })
       .returning('id')
       .executeTakeFirstOrThrow();
     await this.deps.audit.record({ actorType: 'practitioner', actorId: req.professional.id, action: 'consumer.import', patientId: req.patient.ins, studyUid: req.studyUid, outcome: 'success', detail: { step: 'requested', job: Number(row.id), instances: total } });
@@ -188,6 +190,7 @@ export class PacsImports {
     const started = Date.now();
     const professional = JSON.parse(job.professional) as Professional;
     const series = JSON.parse(job.manifest) as ManifestSeries[];
+    const tags = job.tags ? (JSON.parse(job.tags) as Settable) : {};
     const dir = path.join(this.deps.workDir, `import-${id}`);
     try {
       const identity = job.local_id ? { localId: job.local_id, issuer: identities.issuer, source: 'job' } : await identities.lookup(job.patient_ins);
@@ -218,7 +221,7 @@ export class PacsImports {
           const local = blobs.localPath(inst.blobKey);
           const original = local ? await readFile(local) : await streamToBuffer(blobs.read(inst.blobKey));
           const file = path.join(dir, `${inst.sopUid}.dcm`);
-          await writeFile(file, rewritePatient(original, { patientId: identity.localId, issuer: identity.issuer }, [{ patientId: job.patient_ins, issuer: 'INS' }]));
+          await writeFile(file, rewritePatient(original, { patientId: identity.localId, issuer: identity.issuer }, [{ patientId: job.patient_ins, issuer: 'INS' }], tags));
           batch.push({ sopClassUid: inst.sopClassUid, sopInstanceUid: inst.sopUid, transferSyntaxUid: inst.transferSyntaxUid, path: file });
           if (batch.length >= BATCH) await flush();
         }

@@ -10,7 +10,11 @@ export interface PatientIdentity {
  * replaced, and the identifiers the instance carried are kept in Other Patient IDs Sequence (0010,1002), so the
  * origin of the images stays traceable. Works on one instance in memory; pixel data is copied as is.
  */
-export function rewritePatient(part10: Buffer, target: PatientIdentity, alsoKeep: PatientIdentity[] = []): Buffer {
+/** Attributes an import may set as well, by keyword (to mark external priors). */
+export const SETTABLE = { InstitutionName: { tag: '00080080', vr: 'LO' }, StationName: { tag: '00081010', vr: 'SH' }, InstitutionalDepartmentName: { tag: '00081040', vr: 'LO' } } as const;
+export type Settable = Partial<Record<keyof typeof SETTABLE, string>>;
+
+export function rewritePatient(part10: Buffer, target: PatientIdentity, alsoKeep: PatientIdentity[] = [], set: Settable = {}): Buffer {
   const message = dcmjs.data.DicomMessage.readFile(part10.buffer.slice(part10.byteOffset, part10.byteOffset + part10.length) as ArrayBuffer, { untilTag: undefined, includeUntilTagValue: false } as any);
   const dict = message.dict as Record<string, { vr: string; Value?: any[] }>;
   const value = (tag: string) => (dict[tag]?.Value?.[0] !== undefined ? String(dict[tag]!.Value![0]) : '');
@@ -27,5 +31,9 @@ export function rewritePatient(part10: Buffer, target: PatientIdentity, alsoKeep
   dict['00100020'] = { vr: 'LO', Value: [target.patientId] };
   dict['00100021'] = { vr: 'LO', Value: [target.issuer] };
   dict['00101002'] = { vr: 'SQ', Value: others };
+  for (const [keyword, value] of Object.entries(set)) {
+    const def = SETTABLE[keyword as keyof typeof SETTABLE];
+    if (def && value !== undefined) dict[def.tag] = { vr: def.vr, Value: [value] };
+  }
   return Buffer.from(message.write());
 }

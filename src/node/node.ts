@@ -305,6 +305,7 @@ export class OpenDrimNode {
           rules: pf.rules,
           defaultLeadHours: pf.defaultLeadHours,
           onBehalfOf: pf.onBehalfOf,
+          tags: pf.tag,
           exams,
           imports: this.imports,
           identities,

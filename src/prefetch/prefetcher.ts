@@ -6,6 +6,7 @@ import type { AppointmentTable, DB } from '../store/db.js';
 import type { DmpExams } from '../consumer/dmp-exams.js';
 import { readManifest } from '../consumer/manifest-reader.js';
 import type { PacsImports } from '../consumer/pacs-import.js';
+import type { Settable } from '../dicom/patient-rewrite.js';
 import type { LocalIdentities } from '../identity/local-identities.js';
 import { INS_OIDS } from '../identity/ins.js';
 import { dueAt, ruleFor, selectPriors, withinHours, type PrefetchRule } from './rules.js';
@@ -68,6 +69,7 @@ export class Prefetcher {
       rules: PrefetchRule[];
       defaultLeadHours: number;
       onBehalfOf: Professional;
+      tags?: Settable;
       exams: DmpExams;
       imports: PacsImports;
       identities: LocalIdentities;
@@ -181,7 +183,7 @@ export class Prefetcher {
         planned.push({ studyUid: manifest.studyUid, date: p.date, description: p.description, instances, alreadyThere: already });
         if (already) continue;
         total += instances;
-        importIds.push(await imports.enqueue({ studyUid: manifest.studyUid, series: manifest.series, patient: { ins: a.patient_ins, oid: a.patient_oid }, professional }));
+        importIds.push(await imports.enqueue({ studyUid: manifest.studyUid, series: manifest.series, patient: { ins: a.patient_ins, oid: a.patient_oid }, professional, tags: this.deps.tags }));
       }
       const state: PrefetchState = !priors.length ? 'nothing' : importIds.length ? 'fetching' : 'ready';
       await set({ state, priors: JSON.stringify(planned), import_ids: JSON.stringify(importIds), total, done: 0, error: null, ...(state === 'ready' ? { ready_at: this.now().toISOString() } : {}) });

@@ -135,6 +135,7 @@ export interface ImportJobTable {
   claimed_by: string | null;
   error: string | null;
   report: string | null;
+  tags: string | null;
   created_at: string;
   updated_at: string;
 }

@@ -259,6 +259,15 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.dropTable('appointments').execute();
       },
     },
+    '0008_import_tags': {
+      async up(db: Kysely<any>) {
+        // Attributes set on imported instances so users can tell external priors (e.g. Institution Name).
+        await db.schema.alterTable('import_jobs').addColumn('tags', 'text').execute();
+      },
+      async down(db: Kysely<any>) {
+        await db.schema.alterTable('import_jobs').dropColumn('tags').execute();
+      },
+    },
   };
 }
 

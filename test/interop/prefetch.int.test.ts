@@ -54,6 +54,7 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
         prefetch: {
           onBehalfOf: { id: '8899700218896', familyName: 'RADIO', givenName: 'Jeanne', specialty: 'SM26' },
           pollSeconds: 0.2,
+          tag: { InstitutionName: 'ANTERIORITE DRIM-M' },
           rules: [{ name: 'CT thorax', match: { modality: 'CT', procedure: 'ZBQK*' }, priors: { modalities: ['same'], regions: ['thorax'], lookbackDays: 3650, maxStudies: 3 }, leadHours: 48 }],
         },
       },
@@ -82,6 +83,9 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
       assert.equal(Number(hit?.['00201208']?.Value?.[0]), s.sopUids.length);
     }
     assert.equal((await inPacsB(knee.studyUid)).length, 0, 'the knee MR is not a relevant prior');
+    const [id] = await net.pacsB.api('POST', '/tools/find', { Level: 'Instance', Query: { StudyInstanceUID: thorax2025.studyUid }, Limit: 1 });
+    const tags = await net.pacsB.api('GET', `/instances/${id}/simplified-tags`);
+    assert.equal(tags.InstitutionName, 'ANTERIORITE DRIM-M', 'external priors are marked');
     await net.b.audit.flush();
     const search = await net.b.audit.search({ action: 'prefetch.search' });
     assert.equal(search[0]?.detail.onBehalfOf, '8899700218896');
