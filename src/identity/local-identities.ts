@@ -44,4 +44,10 @@ export class LocalIdentities {
   get issuer(): string {
     return this.localIssuer;
   }
+
+  /** A merge (ADT^A40): every INS that pointed at the old local ID now points at the surviving one. */
+  async merge(oldLocalId: string, newLocalId: string, source: string): Promise<number> {
+    const r = await this.db.updateTable('patient_identities').set({ local_id: newLocalId, source, updated_at: new Date().toISOString() }).where('local_id', '=', oldLocalId).executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
 }

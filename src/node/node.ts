@@ -36,6 +36,7 @@ import { webRoutes } from '../web/plugin.js';
 import { PacsImports } from '../consumer/pacs-import.js';
 import { Prefetcher } from '../prefetch/prefetcher.js';
 import { prefetchHl7Handler } from '../prefetch/triggers.js';
+import { adtHl7Handler } from '../identity/adt.js';
 import { LocalIdentities } from '../identity/local-identities.js';
 import { storeInstances } from '../dicom/scu.js';
 import { DicomwebClient } from '../dicomweb/client.js';
@@ -69,6 +70,8 @@ export class OpenDrimNode {
   sessions: SessionStore | undefined;
   /** Imports of remote exams into the local PACS, when consumer.import is configured. */
   imports: PacsImports | undefined;
+  /** Local identities by INS (import decisions, local PACS, HL7 schedule and ADT), when consumer.import is configured. */
+  identities: LocalIdentities | undefined;
   /** Prefetch of priors from the RIS schedule, when `prefetch` is configured. */
   prefetcher: Prefetcher | undefined;
   /** Gauges refreshed from the database before each /metrics scrape. */
@@ -157,6 +160,7 @@ export class OpenDrimNode {
       const handlers = [
         ...(this.publisher ? [sourceHl7Handler(this.publisher, log.child({ component: 'source' }))] : []),
         ...(this.prefetcher ? [prefetchHl7Handler(this.prefetcher, log.child({ component: 'prefetch' }))] : []),
+        ...(this.identities ? [adtHl7Handler(this.identities, this.audit, log.child({ component: 'identity' }))] : []),
       ];
       this.hl7 = new MllpServer({
         host: config.bind,
@@ -277,6 +281,7 @@ export class OpenDrimNode {
       const peer = config.peers.find((p) => p.aeTitle === imp.pacs)!;
       const gateway = new PacsGateway(remoteFor(config, peer), config.aeTitle);
       const identities = new LocalIdentities(this.database.db, imp.issuer, (ins) => gateway.patientIdsByOtherId(ins));
+      this.identities = identities;
       this.imports = new PacsImports({
         db: this.database.db,
         dialect: this.database.dialect,

@@ -1,0 +1,46 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { openDatabase, type Database } from '../store/db.js';
+import { migrateToLatest } from '../store/migrations.js';
+import { createLogger } from '../common/log.js';
+import { AuditTrail } from '../audit/audit-trail.js';
+import { parseMessage } from '../hl7/message.js';
+import { LocalIdentities } from './local-identities.js';
+import { adtHl7Handler } from './adt.js';
+
+const msh = (type: string) => `MSH|^~\\&|DPI|HOPITAL|OPENDRIM|HOPITAL|20261129120000||${type}|C${Math.random()}|P|2.5`;
+const pid = (ipp: string, ins?: string) => `PID|||${ins ? `${ins}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS~` : ''}${ipp}^^^HOPITAL&1.2.250.1.213.4.5.2.4&ISO^PI||DUPONT^MARIE||19700101|F`;
+
+describe('ADT feed → local identities', () => {
+  let dir: string;
+  let database: Database;
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'adt-'));
+    database = openDatabase({ dataDir: dir });
+    await migrateToLatest(database.db, database.dialect);
+  });
+  after(async () => {
+    await database.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('A04/A08 record the IPP of an INS; A40 moves it to the surviving record; others are not handled here', async () => {
+    const ids = new LocalIdentities(database.db, 'HOPITAL');
+    const audit = new AuditTrail(database.db, database.dialect, createLogger('silent'));
+    const handle = adtHl7Handler(ids, audit, createLogger('silent'));
+    const send = (...segments: string[]) => handle(parseMessage(segments.join('\r')));
+    assert.deepEqual(await send(msh('ADT^A04^ADT_A01'), pid('IPP-1', '170017512345612')), { code: 'AA' });
+    assert.equal((await ids.lookup('170017512345612'))?.localId, 'IPP-1');
+    assert.deepEqual(await send(msh('ADT^A08^ADT_A01'), pid('IPP-2', '170017512345612')), { code: 'AA' });
+    assert.equal((await ids.lookup('170017512345612'))?.localId, 'IPP-2', 'updated');
+    assert.deepEqual(await send(msh('ADT^A40^ADT_A39'), pid('IPP-9'), 'MRG|IPP-2^^^HOPITAL&1.2.250.1.213.4.5.2.4&ISO^PI'), { code: 'AA' });
+    assert.equal((await ids.lookup('170017512345612'))?.localId, 'IPP-9', 'merged into the survivor');
+    assert.equal((await send(msh('ADT^A40^ADT_A39'), pid('IPP-9'))).code, 'AE', 'no MRG');
+    assert.equal(await send(msh('ADT^A03^ADT_A03'), pid('IPP-9')), undefined, 'discharge: not an identity event');
+    await audit.flush();
+    assert.equal((await audit.search({ action: 'identity.merge' })).length, 1);
+  });
+});
