@@ -94,6 +94,7 @@ const fr = {
   ps_failed: 'Échec',
   ps_cancelled: 'Annulé',
   ps_no_rule: 'Aucune règle',
+  alreadyThere: 'déjà dans le PACS',
 };
 
 const en: typeof fr = {
@@ -189,6 +190,7 @@ const en: typeof fr = {
   ps_failed: 'Failed',
   ps_cancelled: 'Cancelled',
   ps_no_rule: 'No rule',
+  alreadyThere: 'already in the PACS',
 };
 
 export type Messages = typeof fr;

@@ -34,7 +34,7 @@ export async function prefetchRoutes(app: FastifyInstance, { deps }: { deps: Web
         (a) => `<tr data-appointment="${esc(a.appointmentId)}" data-state="${esc(a.state)}"><td>${esc(new Date(a.start).toLocaleTimeString(r.lang === 'fr' ? 'fr-FR' : 'en-GB', { hour: '2-digit', minute: '2-digit' }))}</td>
 <td>${esc(a.patientName ?? '')}<br><small>${esc(a.patientIns)}</small></td><td>${esc(a.modality ?? '')}</td><td>${esc(a.procedure ?? '')}</td>
 <td><strong>${esc(stateLabel(a.state))}</strong>${a.state === 'fetching' ? ` <progress max="${a.total}" value="${a.done}"></progress> ${a.done}/${a.total}` : ''}${a.error ? `<br><span class="error">${esc(a.error)}</span>` : ''}</td>
-<td>${a.priors.map((p) => `${esc(p.date ?? '')} ${esc(p.description ?? '')} (${p.instances}${p.alreadyThere ? ', déjà là' : ''})`).join('<br>')}</td></tr>`,
+<td>${a.priors.map((p) => `${esc(p.date ?? '')} ${esc(p.description ?? '')} (${p.instances}${p.alreadyThere ? `, ${esc(t.alreadyThere)}` : ''})`).join('<br>')}</td></tr>`,
       )
       .join('');
     return reply.type('text/html').send(

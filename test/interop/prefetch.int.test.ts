@@ -5,11 +5,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { generateStudy, type GeneratedStudy } from '../harness/gen-study.js';
 import { haveCommand } from '../harness/peers.js';
-import { startDrimNetwork, type DrimNetwork } from '../harness/drim-network.js';
+import { CHROMIUM, launchChromium, pscLogin, startDrimNetwork, type DrimNetwork } from '../harness/drim-network.js';
 import { sendMllp } from '../../src/hl7/mllp.js';
 import { parseMessage } from '../../src/hl7/message.js';
 import { siu, type AppointmentSpec } from '../../src/simulators/ris/schedule.js';
@@ -115,6 +115,24 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
     assert.equal((await state('RDV-300'))?.state, 'waiting');
     assert.equal((await send(siu('S13', { ...moved, start: new Date(Date.now() + 20 * 3600_000) }, 'CTRL-21'))).code, 'AA');
     assert.equal((await until('RDV-300', ['ready', 'failed', 'nothing'])).state, 'ready');
+  });
+
+  test('the prefetch page lists tomorrow\'s appointments with their state (browser)', { skip: existsSync(CHROMIUM) ? false : 'Debian chromium is not installed' }, async () => {
+    const browser = await launchChromium();
+    try {
+      const pg = await (await browser.newContext({ viewport: { width: 1440, height: 700 }, ignoreHTTPSErrors: true })).newPage();
+      const day = new Date(appointment.start.getTime()).toISOString().slice(0, 10);
+      await pg.goto(`${net.bUrl}/app/prefetch?day=${day}`);
+      await pg.click('#psc-login');
+      await pscLogin(pg);
+      const rows = await pg.$$eval('#appointments tbody tr', (trs) => trs.map((tr) => ({ id: (tr as HTMLElement).dataset.appointment, state: (tr as HTMLElement).dataset.state })));
+      assert.ok(rows.some((r) => r.id === 'RDV-100' && r.state === 'ready'), JSON.stringify(rows));
+      assert.match((await pg.textContent('#appointments')) ?? '', /Scanographie du thorax/);
+      mkdirSync(path.resolve('docs/screenshots'), { recursive: true });
+      await pg.screenshot({ path: path.resolve('docs/screenshots/prefetch.png') });
+    } finally {
+      await browser.close();
+    }
   });
 
   test('bad scheduling messages get an AE naming the problem; the share of ready appointments is exported', async () => {
