@@ -223,6 +223,8 @@ export const ConfigSchema = z
         onBehalfOf: z.object({ id: z.string().min(1), familyName: z.string().optional(), givenName: z.string().optional(), profession: z.string().default('10'), specialty: z.string().optional() }).strict(),
         /** Attributes set on prefetched instances so users can tell external priors in their PACS. */
         tag: z.object({ InstitutionName: z.string().max(64).optional(), StationName: z.string().max(16).optional(), InstitutionalDepartmentName: z.string().max(64).optional() }).strict().optional(),
+        /** For a RIS without HL7: poll this Modality Worklist SCP (one of `peers`) for the schedule. */
+        worklist: z.object({ peer: z.string().min(1), everyMinutes: z.number().positive().default(15), daysAhead: z.number().int().positive().default(2) }).strict().optional(),
         /** Lead time used when a rule gives none. */
         defaultLeadHours: z.number().positive().default(12),
         /** How often due appointments are looked at. */
@@ -432,6 +434,8 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     }
     if (psc.clientSecretFile && !existsSync(psc.clientSecretFile)) throw new ConfigError(`invalid configuration: consumer.psc.clientSecretFile: file ${psc.clientSecretFile} does not exist`);
   }
+  const wl = cfg.prefetch?.worklist;
+  if (wl && !cfg.peers.some((p) => p.aeTitle === wl.peer)) throw new ConfigError(`invalid configuration: prefetch.worklist.peer: ${wl.peer} is not one of the configured peers`);
   if (cfg.prefetch && !cfg.consumer?.import) throw new ConfigError('invalid configuration: prefetch needs consumer (DMP, source boxes) and consumer.import (the local PACS the priors go to)');
   if (cfg.source && !cfg.peers.some((p) => p.aeTitle === cfg.source!.pacs)) throw new ConfigError(`invalid configuration: source.pacs: ${cfg.source.pacs} is not one of the configured peers`);
   return cfg;

@@ -77,12 +77,20 @@ export function identifier(level: Level, keys: Record<string, string>): DicomJso
 
 /** C-FIND: returns the matches as DICOM JSON. */
 export async function find(remote: Remote, callingAe: string, level: Level, keys: Record<string, string>, model: 'STUDY' | 'PATIENT' = 'STUDY'): Promise<DicomJson[]> {
-  const sop = model === 'STUDY' ? SopClass.StudyRootFind : SopClass.PatientRootFind;
+  return findWith(remote, callingAe, model === 'STUDY' ? SopClass.StudyRootFind : SopClass.PatientRootFind, identifier(level, keys));
+}
+
+/** Modality Worklist C-FIND (PS3.4 K.6): the identifier is given whole, with its Scheduled Procedure Step Sequence. */
+export async function findWorklist(remote: Remote, callingAe: string, query: DicomJson): Promise<DicomJson[]> {
+  return findWith(remote, callingAe, SopClass.ModalityWorklistFind, query);
+}
+
+async function findWith(remote: Remote, callingAe: string, sop: string, query: DicomJson): Promise<DicomJson[]> {
   const ep = await open(remote, callingAe, [{ id: 1, abstractSyntax: sop, transferSyntaxes: [...NATIVE] }]);
   try {
     const ctx = contextOrThrow(ep, sop, remote);
     const results: DicomJson[] = [];
-    const final = await ep.request(ctx.id, { commandField: CommandField.CFindRq, affectedSopClassUid: sop, priority: 0, commandDataSetType: 0 }, encodeDataset(identifier(level, keys), ctx.transferSyntax), (r) => {
+    const final = await ep.request(ctx.id, { commandField: CommandField.CFindRq, affectedSopClassUid: sop, priority: 0, commandDataSetType: 0 }, encodeDataset(query, ctx.transferSyntax), (r) => {
       if (r.dataset) results.push(decodeDataset(r.dataset, ctx.transferSyntax));
     });
     if (final.command.status !== Status.Success) throw new DimseError(`C-FIND on ${remote.aeTitle} ended with status ${hex(final.command.status)}${final.command.errorComment ? `: ${final.command.errorComment}` : ''}`);

@@ -7,6 +7,7 @@ export const SopClass = {
   StudyRootFind: '1.2.840.10008.5.1.4.1.2.2.1',
   StudyRootMove: '1.2.840.10008.5.1.4.1.2.2.2',
   StudyRootGet: '1.2.840.10008.5.1.4.1.2.2.3',
+  ModalityWorklistFind: '1.2.840.10008.5.1.4.31',
 } as const;
 
 export const QUERY_RETRIEVE: Record<string, { model: 'PATIENT' | 'STUDY'; op: 'FIND' | 'MOVE' | 'GET' }> = {

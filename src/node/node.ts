@@ -37,6 +37,9 @@ import { PacsImports } from '../consumer/pacs-import.js';
 import { Prefetcher } from '../prefetch/prefetcher.js';
 import { prefetchHl7Handler } from '../prefetch/triggers.js';
 import { adtHl7Handler } from '../identity/adt.js';
+import { WorklistPoller } from '../prefetch/worklist-poller.js';
+import { readWorklistItem, worklistQuery, type WorklistItem } from '../dicom/worklist.js';
+import { findWorklist } from '../dicom/scu.js';
 import { LocalIdentities } from '../identity/local-identities.js';
 import { storeInstances } from '../dicom/scu.js';
 import { DicomwebClient } from '../dicomweb/client.js';
@@ -74,6 +77,8 @@ export class OpenDrimNode {
   identities: LocalIdentities | undefined;
   /** Prefetch of priors from the RIS schedule, when `prefetch` is configured. */
   prefetcher: Prefetcher | undefined;
+  /** The worklist read for the schedule, when prefetch.worklist is configured. */
+  worklist: WorklistPoller | undefined;
   /** Gauges refreshed from the database before each /metrics scrape. */
   private readonly collectors: Array<() => Promise<void>> = [];
   private sessionSweep: NodeJS.Timeout | undefined;
@@ -319,6 +324,17 @@ export class OpenDrimNode {
           log: log.child({ component: 'prefetch' }),
         });
         this.prefetcher.start(pf.pollSeconds * 1000);
+        if (pf.worklist) {
+          const wl = pf.worklist;
+          const wlPeer = remoteFor(config, config.peers.find((p) => p.aeTitle === wl.peer)!);
+          this.worklist = new WorklistPoller({
+            query: async (from, to) => (await findWorklist(wlPeer, config.aeTitle, worklistQuery(from, to))).map(readWorklistItem).filter((i): i is WorklistItem => i !== undefined),
+            prefetcher: this.prefetcher,
+            daysAhead: wl.daysAhead,
+            log: log.child({ component: 'worklist' }),
+          });
+          this.worklist.start(wl.everyMinutes * 60_000);
+        }
         const prefetcher = this.prefetcher;
         this.collectors.push(async () => {
           const now = new Date();
@@ -356,6 +372,7 @@ export class OpenDrimNode {
     if (this.sessionSweep) clearInterval(this.sessionSweep);
     this.imports?.stop();
     this.prefetcher?.stop();
+    this.worklist?.stop();
     this.studyCache?.stop();
     await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close(), this.hl7?.close(graceMs), this.exchange?.close()]);
     await this.blobs?.close();

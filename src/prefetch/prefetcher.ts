@@ -239,6 +239,19 @@ export class Prefetcher {
     }));
   }
 
+  /** Booked appointments whose ID starts with `prefix` and that start in [from, to). */
+  async bookedBetween(prefix: string, from: Date, to: Date): Promise<Array<{ appointmentId: string; patientIns: string; patientOid: string }>> {
+    const rows = await this.deps.db
+      .selectFrom('appointments')
+      .select(['appointment_id', 'patient_ins', 'patient_oid'])
+      .where('status', '=', 'booked')
+      .where('appointment_id', 'like', `${prefix.replace(/[%_]/g, '')}%`)
+      .where('start_at', '>=', from.toISOString())
+      .where('start_at', '<', to.toISOString())
+      .execute();
+    return rows.map((r) => ({ appointmentId: r.appointment_id, patientIns: r.patient_ins, patientOid: r.patient_oid }));
+  }
+
   /** Share of the appointments started in [from, to) whose priors were ready (or there were none) before they began. */
   async readyBeforeStart(from: Date, to: Date): Promise<{ appointments: number; ready: number; share: number }> {
     const rows = await this.deps.db.selectFrom('appointments').select(['start_at', 'ready_at', 'state']).where('status', '=', 'booked').where('start_at', '>=', from.toISOString()).where('start_at', '<', to.toISOString()).execute();

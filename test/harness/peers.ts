@@ -51,7 +51,7 @@ export interface Orthanc {
 }
 
 /** Starts Orthanc bound to 127.0.0.1, with its DICOMweb plugin, in a fresh storage directory. */
-export async function startOrthanc(opts: { name: string; aet: string; modalities?: Record<string, [string, string, number]>; dicomwebServers?: Record<string, unknown> }): Promise<Orthanc> {
+export async function startOrthanc(opts: { name: string; aet: string; modalities?: Record<string, [string, string, number]>; dicomwebServers?: Record<string, unknown>; /** Serve a Modality Worklist from the .wl files of this folder (Orthanc's worklist plugin plays the RIS). */ worklists?: string }): Promise<Orthanc> {
   const httpPort = await freePort();
   const dicomPort = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), `orthanc-${opts.name}-`));
@@ -70,11 +70,13 @@ export async function startOrthanc(opts: { name: string; aet: string; modalities
     DicomCheckCalledAet: false,
     DicomAlwaysAllowStore: true,
     DicomAlwaysAllowFind: true,
+    DicomAlwaysAllowFindWorklist: true,
     DicomAlwaysAllowMove: true,
     DicomAlwaysAllowGet: true,
     DicomAlwaysAllowEcho: true,
     DicomModalities: opts.modalities ?? {},
-    Plugins: [path.join(plugins, 'libOrthancDicomWeb.so')],
+    Plugins: [path.join(plugins, 'libOrthancDicomWeb.so'), ...(opts.worklists ? [path.join(plugins, 'libModalityWorklists.so')] : [])],
+    ...(opts.worklists ? { Worklists: { Enable: true, Database: opts.worklists } } : {}),
     DicomWeb: { Enable: true, Root: '/dicom-web/', EnableWado: true, Servers: opts.dicomwebServers ?? {} },
     HttpTimeout: 60,
   };

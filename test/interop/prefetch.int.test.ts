@@ -5,7 +5,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import dcmjs from 'dcmjs';
 import path from 'node:path';
 import { generateStudy, type GeneratedStudy } from '../harness/gen-study.js';
 import { haveCommand } from '../harness/peers.js';
@@ -24,6 +26,7 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
   let thorax2025: GeneratedStudy;
   let thorax2026: GeneratedStudy;
   let knee: GeneratedStudy;
+  let worklists: string;
   const tomorrow = new Date(Date.now() + 24 * 3600_000);
   const appointment: AppointmentSpec = { appointmentId: 'RDV-100', ins: INS, ipp: 'IPP-B-77', family: 'PAT-ECHANGE', given: 'CAMILLE', birthDate: '19800615', sex: 'F', start: tomorrow, modality: 'CT', procedure: { code: 'ZBQK002', text: 'Scanographie du thorax' } };
   const send = async (msg: string) => {
@@ -48,12 +51,15 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
     thorax2025 = generateStudy({ out: path.join(gen, 'a'), modality: 'CT', series: 1, slices: 12, accession: 'ACC-T25', studyDate: '20250310', ...common });
     thorax2026 = generateStudy({ out: path.join(gen, 'b'), modality: 'CT', series: 2, slices: 8, accession: 'ACC-T26', studyDate: '20261015', ...common });
     knee = generateStudy({ out: path.join(gen, 'c'), modality: 'MR', series: 1, slices: 5, accession: 'ACC-KNEE', studyDate: '20260601', ...common });
+    worklists = mkdtempSync(path.join(tmpdir(), 'worklists-'));
     net = await startDrimNetwork({
+      pacsBWorklists: worklists,
       loadIntoPacsA: [...thorax2025.files, ...thorax2026.files, ...knee.files],
       bConfig: {
         prefetch: {
           onBehalfOf: { id: '8899700218896', familyName: 'RADIO', givenName: 'Jeanne', specialty: 'SM26' },
           pollSeconds: 0.2,
+          worklist: { peer: 'PACSB', everyMinutes: 600, daysAhead: 2 },
           tag: { InstitutionName: 'ANTERIORITE DRIM-M' },
           rules: [{ name: 'CT thorax', match: { modality: 'CT', procedure: 'ZBQK*' }, priors: { modalities: ['same'], regions: ['thorax'], lookbackDays: 3650, maxStudies: 3 }, leadHours: 48 }],
         },
@@ -68,6 +74,7 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
   });
   after(async () => {
     await net?.stop();
+    if (worklists) rmSync(worklists, { recursive: true, force: true });
   });
 
   test('a booked CT of the thorax brings both thorax CT priors (not the knee MR) into PACS B under the IPP from the schedule', async () => {
@@ -133,6 +140,40 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
     } finally {
       await browser.close();
     }
+  });
+
+  test('a RIS without HL7: the worklist is polled (Orthanc\'s worklist plugin), a step becomes an appointment, a step gone is cancelled', async () => {
+    const start = new Date(Date.now() + 26 * 3600_000);
+    const pad = (n: number) => String(n).padStart(2, '0');
+    const ds = {
+      PatientName: 'PAT-ECHANGE^CAMILLE',
+      PatientID: 'IPP-B-88',
+      IssuerOfPatientID: 'CABINET-B',
+      OtherPatientIDsSequence: [{ PatientID: INS, IssuerOfPatientID: 'ASIP-SANTE-INS-NIR', TypeOfPatientID: 'TEXT', IssuerOfPatientIDQualifiersSequence: [{ UniversalEntityID: '1.2.250.1.213.1.4.10', UniversalEntityIDType: 'ISO' }] }],
+      PatientBirthDate: '19800615',
+      PatientSex: 'F',
+      AccessionNumber: 'ACC-WL-1',
+      StudyInstanceUID: '1.2.826.0.1.3680043.10.1355.77',
+      RequestedProcedureID: 'RP-1',
+      RequestedProcedureDescription: 'Scanographie du thorax',
+      RequestedProcedureCodeSequence: [{ CodeValue: 'ZBQK002', CodingSchemeDesignator: 'CCAM', CodeMeaning: 'Scanographie du thorax' }],
+      ScheduledProcedureStepSequence: [{ Modality: 'CT', ScheduledStationAETitle: 'CT1', ScheduledProcedureStepStartDate: `${start.getFullYear()}${pad(start.getMonth() + 1)}${pad(start.getDate())}`, ScheduledProcedureStepStartTime: `${pad(start.getHours())}${pad(start.getMinutes())}00`, ScheduledProcedureStepID: 'SPS-1', ScheduledProcedureStepDescription: 'TDM thorax' }],
+    };
+    const meta = { FileMetaInformationVersion: new Uint8Array([0, 1]).buffer, MediaStorageSOPClassUID: '1.2.840.10008.5.1.4.31', MediaStorageSOPInstanceUID: '1.2.826.0.1.3680043.10.1355.78', TransferSyntaxUID: '1.2.840.10008.1.2.1', ImplementationClassUID: '1.2.826.0.1.3680043.10.1355' };
+    const dict = new dcmjs.data.DicomDict(dcmjs.data.DicomMetaDictionary.denaturalizeDataset(meta));
+    dict.dict = dcmjs.data.DicomMetaDictionary.denaturalizeDataset(ds);
+    const file = path.join(worklists, 'sps-1.wl');
+    writeFileSync(file, Buffer.from(dict.write()));
+    const r1 = await net.b.worklist!.poll();
+    assert.equal(r1.recorded, 1, JSON.stringify(r1));
+    const a = await until('MWL-SPS-1', ['ready', 'failed', 'nothing']);
+    assert.equal(a.state, 'ready', a.error);
+    assert.equal(a.procedure, 'Scanographie du thorax');
+    assert.equal((await net.b.identities!.lookup(INS))?.localId, 'IPP-B-88', 'the IPP of the worklist is recorded');
+    rmSync(file);
+    const r2 = await net.b.worklist!.poll();
+    assert.equal(r2.cancelled, 1);
+    assert.equal((await net.b.prefetcher!.bookedBetween('MWL-', new Date(), new Date(Date.now() + 3 * 86400_000))).length, 0);
   });
 
   test('bad scheduling messages get an AE naming the problem; the share of ready appointments is exported', async () => {
