@@ -167,7 +167,9 @@ export class Prefetcher {
   private async search(a: Selectable<AppointmentTable>, rule: PrefetchRule): Promise<void> {
     const { db, exams, imports, audit, log, localCount } = this.deps;
     const set = (values: Partial<Selectable<AppointmentTable>>) => db.updateTable('appointments').set({ ...values, updated_at: this.now().toISOString() }).where('appointment_id', '=', a.appointment_id).execute();
-    await set({ state: 'searching' });
+    // Claim: with several nodes on one database, only the node that moves it out of "waiting" searches it.
+    const claimed = await db.updateTable('appointments').set({ state: 'searching', updated_at: this.now().toISOString() }).where('appointment_id', '=', a.appointment_id).where('state', '=', 'waiting').executeTakeFirst();
+    if (!Number(claimed.numUpdatedRows)) return;
     try {
       const found = await exams.list({ ins: a.patient_ins, oid: a.patient_oid });
       const priors = selectPriors(rule, { modality: a.modality ?? undefined, procedureCode: a.procedure_code ?? undefined, start: new Date(a.start_at) }, found);
