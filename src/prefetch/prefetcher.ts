@@ -153,6 +153,8 @@ export class Prefetcher {
   async pass(): Promise<void> {
     const { db } = this.deps;
     const now = this.now();
+    // A search interrupted by a node that stopped is taken up again.
+    await db.updateTable('appointments').set({ state: 'waiting' }).where('state', '=', 'searching').where('updated_at', '<', new Date(now.getTime() - 10 * 60_000).toISOString()).execute();
     const due = await db.selectFrom('appointments').selectAll().where('state', '=', 'waiting').where('status', '=', 'booked').where('due_at', '<=', now.toISOString()).where('next_attempt_at', '<=', now.toISOString()).orderBy('start_at').limit(50).execute();
     for (const a of due) {
       const rule = this.deps.rules.find((r) => r.name === a.rule);
