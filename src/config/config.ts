@@ -198,9 +198,25 @@ export const ConfigSchema = z
           .default({ idleMinutes: 30, absoluteHours: 12 }),
         /** Cookies marked Secure; defaults to true when publicUrl is https. */
         secureCookies: z.boolean().optional(),
+        /** Limits per source box (by origin of its Retrieve URLs), e.g. for a site behind a small link. */
+        sources: z
+          .array(
+            z
+              .object({
+                origin: z.string().url(),
+                /** Bandwidth cap shared by every transfer from this box (viewer, import, prefetch). */
+                maxMbps: z.number().positive().optional(),
+                /** Imports drawing on this box at once (per node). */
+                maxConcurrent: z.number().int().positive().optional(),
+              })
+              .strict(),
+          )
+          .default([]),
         /** Importing remote exams into the local PACS. */
         import: z
           .object({
+            /** Import jobs run at once by a node. */
+            parallel: z.number().int().positive().default(2),
             /** AE title (one of `peers`) of the local PACS. */
             pacs: z.string().min(1),
             /** C-STORE, or STOW-RS to the peer's `dicomweb` URL. */

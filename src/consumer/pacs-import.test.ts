@@ -91,6 +91,38 @@ for (const db of await testDatabases()) {
       imports.stop();
     });
 
+    test('jobs run in parallel, but never more at once from one source box than its limit', async () => {
+      const remote = { instances: (t: { studyUid: string; seriesUid: string }) => (async function* () { yield* await store.index.listInstances(t); })() } as unknown as RemoteExamCache;
+      const running = new Map<string, number>();
+      const peak = new Map<string, number>();
+      const jobOrigin = new Map<string, string>();
+      const slowPacs = {
+        async send(files: OutboundInstance[]) {
+          const job = path.basename(path.dirname(files[0]!.path));
+          const origin = jobOrigin.get(job) ?? (await store.database.db.selectFrom('import_jobs').select('source_origin').where('id', '=', Number(job.slice('import-'.length))).executeTakeFirstOrThrow()).source_origin!;
+          running.set(origin, (running.get(origin) ?? 0) + 1);
+          peak.set(origin, Math.max(peak.get(origin) ?? 0, running.get(origin)!));
+          await new Promise((r) => setTimeout(r, 40));
+          running.set(origin, running.get(origin)! - 1);
+          return pacs.send(files);
+        },
+        countInstances: pacs.countInstances,
+      };
+      const imports = new PacsImports({ db: store.database.db, dialect: store.database.dialect, identities: new LocalIdentities(store.database.db, 'CABINET-B'), remote, blobs: store.blobs, pacs: slowPacs, workDir: path.join(work, 'tmp'), audit, log: createLogger('silent'), parallel: 3, perSourceLimit: (o) => (o === 'https://a.test' ? 1 : undefined) });
+      const series = (origin: string) => Promise.all(study.seriesUids.map(async (seriesUid) => ({ seriesUid, retrieveUrl: `${origin}/dicom-web/studies/${study.studyUid}/series/${seriesUid}`, instances: (await store.index.listInstances({ seriesUid })).map((i) => ({ sopClassUid: i.sopClassUid, sopUid: i.sopUid })) })));
+      const ids: number[] = [];
+      for (const origin of ['https://a.test', 'https://a.test', 'https://b.test', 'https://b.test']) {
+        const id = await imports.enqueue({ studyUid: study.studyUid, series: await series(origin), patient: { ins: INS, oid: '1.2.250.1.213.1.4.10' }, professional: { id: '8899700218896' } });
+        jobOrigin.set(`import-${id}`, origin);
+        ids.push(id);
+      }
+      for (let i = 0; i < 400 && !(await Promise.all(ids.map((id) => imports.get(id)))).every((j) => j?.status === 'done'); i++) await new Promise((r) => setTimeout(r, 25));
+      imports.stop();
+      assert.ok((await Promise.all(ids.map((id) => imports.get(id)))).every((j) => j?.status === 'done'));
+      assert.equal(peak.get('https://a.test'), 1, 'source A is limited to one import at a time');
+      assert.equal(peak.get('https://b.test'), 2, 'source B has no limit: both its imports ran together');
+    });
+
     test('a job left running by a node that stopped mid-transfer is resumed by the next start; the PACS keeps one copy', async () => {
       const remote = { instances: (t: { studyUid: string; seriesUid: string }) => (async function* () { yield* await store.index.listInstances(t); })() } as unknown as RemoteExamCache;
       const make = () => new PacsImports({ db: store.database.db, dialect: store.database.dialect, identities: new LocalIdentities(store.database.db, 'CABINET-B'), remote, blobs: store.blobs, pacs, workDir: path.join(work, 'tmp'), audit, log: createLogger('silent'), retryBaseMs: 50 });

@@ -59,7 +59,9 @@ const BATCH = 25;
  */
 export class PacsImports {
   private timer: NodeJS.Timeout | undefined;
-  private running = false;
+  private filling = false;
+  /** Jobs running on this node, with the source box each draws on. */
+  private readonly active = new Map<number, string>();
   private readonly nodeId = randomUUID();
 
   constructor(
@@ -74,6 +76,10 @@ export class PacsImports {
       audit: AuditTrail;
       log: Logger;
       retryBaseMs?: number;
+      /** Jobs run at once by this node (default 2). */
+      parallel?: number;
+      /** Jobs drawing on one source box at once (by origin); unlimited when undefined. */
+      perSourceLimit?: (origin: string) => number | undefined;
     },
   ) {}
 
@@ -82,7 +88,7 @@ export class PacsImports {
     const total = req.series.reduce((n, s) => n + s.instances.length, 0);
     const row = await this.deps.db
       .insertInto('import_jobs')
-      .values({ study_uid: req.studyUid, patient_ins: req.patient.ins, patient_oid: req.patient.oid, requested_by: req.professional.id, professional: JSON.stringify(req.professional), manifest: JSON.stringify(req.series), status: 'queued', total, done: 0, attempts: 0, tags: req.tags ? JSON.stringify(req.tags) : null, next_attempt_at: now, created_at: now, updated_at: now })
+      .values({ study_uid: req.studyUid, patient_ins: req.patient.ins, patient_oid: req.patient.oid, requested_by: req.professional.id, professional: JSON.stringify(req.professional), manifest: JSON.stringify(req.series), status: 'queued', total, done: 0, attempts: 0, tags: req.tags ? JSON.stringify(req.tags) : null, source_origin: originOf(req.series), next_attempt_at: now, created_at: now, updated_at: now })
       .returning('id')
       .executeTakeFirstOrThrow();
     await this.deps.audit.record({ actorType: 'practitioner', actorId: req.professional.id, action: 'consumer.import', patientId: req.patient.ins, studyUid: req.studyUid, outcome: 'success', detail: { step: 'requested', job: Number(row.id), instances: total } });
@@ -145,35 +151,58 @@ export class PacsImports {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** Runs queued jobs until none is due; one at a time per node. */
+  /**
+   * Starts queued jobs while this node has room: at most `parallel` at once, and no more per source box than
+   * its limit (jobs of a busy site wait while others go ahead).
+   */
   kick(): void {
-    if (this.running) return;
-    this.running = true;
+    if (this.filling) return;
+    this.filling = true;
     void (async () => {
       try {
-        for (let job = await this.claim(); job; job = await this.claim()) await this.run(job);
+        while (this.active.size < (this.deps.parallel ?? 2)) {
+          const perOrigin = new Map<string, number>();
+          for (const o of this.active.values()) perOrigin.set(o, (perOrigin.get(o) ?? 0) + 1);
+          const saturated = [...perOrigin].filter(([o, n]) => {
+            const limit = this.deps.perSourceLimit?.(o);
+            return limit !== undefined && n >= limit;
+          }).map(([o]) => o);
+          const job = await this.claim(saturated);
+          if (!job) break;
+          const id = Number(job.id);
+          this.active.set(id, job.source_origin ?? '');
+          void this.run(job)
+            .catch((e) => this.deps.log.error({ err: e, job: id }, 'import worker failed'))
+            .finally(() => {
+              this.active.delete(id);
+              this.kick();
+            });
+        }
       } catch (e) {
         this.deps.log.error({ err: e }, 'import worker failed');
       } finally {
-        this.running = false;
+        this.filling = false;
       }
     })();
   }
 
-  private async claim(): Promise<Selectable<ImportJobTable> | undefined> {
+  private async claim(excludedOrigins: string[] = []): Promise<Selectable<ImportJobTable> | undefined> {
     const { db, dialect } = this.deps;
     const now = new Date().toISOString();
     if (dialect === 'postgres') {
       const r = await sql<{ id: number }>`update import_jobs set status = 'running', claimed_by = ${this.nodeId}, updated_at = ${now}
-        where id = (select id from import_jobs where status = 'queued' and next_attempt_at <= ${now} order by id limit 1 for update skip locked)
+        where id = (select id from import_jobs where status = 'queued' and next_attempt_at <= ${now}
+          and not (coalesce(source_origin, '') = any(${excludedOrigins}::text[])) order by id limit 1 for update skip locked)
         returning id`.execute(db);
       const id = r.rows[0]?.id;
       return id === undefined ? undefined : db.selectFrom('import_jobs').selectAll().where('id', '=', Number(id)).executeTakeFirst();
     }
-    const next = await db.selectFrom('import_jobs').select('id').where('status', '=', 'queued').where('next_attempt_at', '<=', now).orderBy('id').limit(1).executeTakeFirst();
+    let q = db.selectFrom('import_jobs').select('id').where('status', '=', 'queued').where('next_attempt_at', '<=', now);
+    if (excludedOrigins.length) q = q.where((eb) => eb(eb.fn.coalesce('source_origin', eb.val('')), 'not in', excludedOrigins));
+    const next = await q.orderBy('id').limit(1).executeTakeFirst();
     if (!next) return undefined;
     const r = await db.updateTable('import_jobs').set({ status: 'running', claimed_by: this.nodeId, updated_at: now }).where('id', '=', next.id).where('status', '=', 'queued').executeTakeFirst();
-    return Number(r.numUpdatedRows) ? db.selectFrom('import_jobs').selectAll().where('id', '=', next.id).executeTakeFirst() : this.claim();
+    return Number(r.numUpdatedRows) ? db.selectFrom('import_jobs').selectAll().where('id', '=', next.id).executeTakeFirst() : this.claim(excludedOrigins);
   }
 
   private async update(id: number, set: Partial<Record<'status' | 'local_id' | 'done' | 'total' | 'attempts' | 'next_attempt_at' | 'error' | 'report' | 'claimed_by', string | number | null>>): Promise<void> {
@@ -268,4 +297,14 @@ function toJob(r: Selectable<ImportJobTable>): ImportJob {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
+}
+
+/** The source box (origin of the Retrieve URLs) an import draws on. */
+function originOf(series: ManifestSeries[]): string | null {
+  const url = series.find((s) => s.retrieveUrl)?.retrieveUrl;
+  try {
+    return url ? new URL(url).origin : null;
+  } catch {
+    return null;
+  }
 }

@@ -2,6 +2,7 @@ import type { Logger } from '../common/log.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import { issueProfessionalToken, type Professional } from '../auth/professional-token.js';
 import { DicomwebClient, DicomwebError } from '../dicomweb/client.js';
+import type { Bandwidth } from '../common/bandwidth.js';
 import { IngestError, type Ingestor, type IngestResult } from '../store/ingest.js';
 
 /** This box as it presents itself to source DRIMboxes: its trust-list domain and its TLS certificate. */
@@ -49,7 +50,7 @@ export class SourceBoxError extends Error {
  */
 export class SourceBoxRetriever {
   constructor(
-    private readonly deps: { identity: BoxIdentity; ingestor: Ingestor; audit: AuditTrail; log: Logger },
+    private readonly deps: { identity: BoxIdentity; ingestor: Ingestor; audit: AuditTrail; log: Logger; /** The bandwidth cap of a source box (by origin), shared by every transfer from it. */ bandwidthOf?: (origin: string) => Bandwidth | undefined },
   ) {}
 
   private async client(exam: RemoteExam, pro: Professional): Promise<DicomwebClient> {
@@ -65,9 +66,9 @@ export class SourceBoxRetriever {
     const counts = { received: 0, stored: 0, duplicates: 0, refused: 0 };
     const started = Date.now();
     let failure: Error | undefined;
-    let target: { studyUid?: string; seriesUid?: string } = {};
+    let target: { studyUid?: string; seriesUid?: string; origin?: string } = {};
     try {
-      const { studyUid, seriesUid } = (target = parseRetrieveUrl(exam.retrieveUrl));
+      const { studyUid, seriesUid, origin } = (target = parseRetrieveUrl(exam.retrieveUrl));
       const client = await this.client(exam, pro);
       counts.received = await client.retrieve({ studyUid, seriesUid }, () => {
         const writer = ingestor.begin();
@@ -86,7 +87,7 @@ export class SourceBoxRetriever {
             }
           },
         };
-      });
+      }, { bandwidth: this.deps.bandwidthOf?.(origin) });
     } catch (e) {
       failure = e instanceof DicomwebError ? new SourceBoxError(`the source box refused or failed: ${e.message}`, e.status) : (e as Error);
     }

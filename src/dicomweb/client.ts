@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { mtlsFetch } from '../common/mtls-fetch.js';
+import { throttled, type Bandwidth } from '../common/bandwidth.js';
 import { Readable } from 'node:stream';
 import type { DicomJson } from '../dicom/part10.js';
 import { multipartStream, newBoundary, parseMediaType, parseMultipart, type OutgoingPart } from './multipart.js';
@@ -68,7 +69,7 @@ export class DicomwebClient {
    * WADO-RS retrieve of a study or series: each instance is streamed into the sink `open` returns, and
    * `done` is awaited before the next part is read. Returns the number of instances received.
    */
-  async retrieve(target: { studyUid: string; seriesUid?: string; sopUid?: string }, open: () => PartSink): Promise<number> {
+  async retrieve(target: { studyUid: string; seriesUid?: string; sopUid?: string }, open: () => PartSink, opts: { bandwidth?: Bandwidth } = {}): Promise<number> {
     let path = `/studies/${target.studyUid}`;
     if (target.seriesUid) path += `/series/${target.seriesUid}`;
     if (target.sopUid) path += `/instances/${target.sopUid}`;
@@ -76,7 +77,7 @@ export class DicomwebClient {
     const ct = parseMediaType(res.headers.get('content-type') ?? '');
     if (ct.type !== 'multipart/related' || !ct.params.boundary) throw new DicomwebError(`GET ${path}: expected multipart/related, got ${res.headers.get('content-type')}`);
     if (!res.body) throw new DicomwebError(`GET ${path}: empty body`);
-    return parseMultipart(Readable.fromWeb(res.body as any) as AsyncIterable<Buffer>, ct.params.boundary, () => open());
+    return parseMultipart(throttled(Readable.fromWeb(res.body as any) as AsyncIterable<Buffer>, opts.bandwidth), ct.params.boundary, () => open());
   }
 
   /** STOW-RS of local Part 10 files, `batchSize` instances per request (one round trip per batch, not per instance). */

@@ -28,6 +28,7 @@ import { TrustList } from '../auth/trust-list.js';
 import { StudyCache } from '../source/study-cache.js';
 import { ExchangeServer } from './exchange-server.js';
 import { SourceBoxRetriever } from '../consumer/source-box.js';
+import { Bandwidth } from '../common/bandwidth.js';
 import { SessionStore } from '../auth/sessions.js';
 import { PscLogin } from '../auth/psc-login.js';
 import { DmpExams } from '../consumer/dmp-exams.js';
@@ -260,7 +261,8 @@ export class OpenDrimNode {
       metrics: this.metrics,
       log: xlog,
     }).listen();
-    this.sourceBoxes = new SourceBoxRetriever({ identity: { domain: exchange.domain, tls: { cert: tls.cert, key: tls.key, ca: tls.ca } }, ingestor: this.ingestor, audit: this.audit, log: log.child({ component: 'consumer' }) });
+    const caps = new Map((config.consumer?.sources ?? []).filter((s) => s.maxMbps).map((s) => [new URL(s.origin).origin, Bandwidth.megabits(s.maxMbps!)]));
+    this.sourceBoxes = new SourceBoxRetriever({ identity: { domain: exchange.domain, tls: { cert: tls.cert, key: tls.key, ca: tls.ca } }, ingestor: this.ingestor, audit: this.audit, log: log.child({ component: 'consumer' }), bandwidthOf: (origin) => caps.get(origin) });
   }
 
   /**
@@ -306,6 +308,8 @@ export class OpenDrimNode {
         workDir: path.join(config.dataDir, 'tmp'),
         audit: this.audit,
         log: log.child({ component: 'import' }),
+        parallel: imp.parallel,
+        perSourceLimit: (origin) => consumer.sources.find((s) => new URL(s.origin).origin === origin)?.maxConcurrent,
       });
       this.imports.start();
       if (config.prefetch) {

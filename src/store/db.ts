@@ -136,6 +136,7 @@ export interface ImportJobTable {
   error: string | null;
   report: string | null;
   tags: string | null;
+  source_origin: string | null;
   created_at: string;
   updated_at: string;
 }

@@ -268,6 +268,15 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('import_jobs').dropColumn('tags').execute();
       },
     },
+    '0009_import_source': {
+      async up(db: Kysely<any>) {
+        // The source box an import draws on, for per-site concurrency limits.
+        await db.schema.alterTable('import_jobs').addColumn('source_origin', 'text').execute();
+      },
+      async down(db: Kysely<any>) {
+        await db.schema.alterTable('import_jobs').dropColumn('source_origin').execute();
+      },
+    },
   };
 }
 
