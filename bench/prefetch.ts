@@ -6,6 +6,7 @@
  * the day is compressed into one run). Prints the share of appointments ready before their time, bytes moved,
  * wall time and the throughput against the configured caps. Asserts nothing (performance is not a test).
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,6 +17,7 @@ import { startTestNode } from '../test/harness/node.js';
 import { issueBoxCertificate, makeTestPki } from '../test/harness/certs.js';
 import { startWan, type Wan } from '../test/harness/wan.js';
 import { createLogger } from '../src/common/log.js';
+import { mtlsFetch } from '../src/common/mtls-fetch.js';
 import { sendMllp } from '../src/hl7/mllp.js';
 import { parseMessage } from '../src/hl7/message.js';
 import { DmpServer } from '../src/simulators/dmp/server.js';
@@ -25,7 +27,10 @@ import { siu } from '../src/simulators/ris/schedule.js';
 const N = Number(process.env.BENCH_APPOINTMENTS ?? 200);
 const WAN = { latencyMs: 20, mbps: 100 };
 const CAP_MBPS = 80;
+// Imports at once per site: enough to keep a link busy while other steps of each import (PACS, C-STORE) run.
+const PER_SITE = Number(process.env.BENCH_PER_SITE ?? 8);
 const work = mkdtempSync(path.join(tmpdir(), 'bench-prefetch-'));
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const stops: Array<() => Promise<unknown>> = [];
 const ins = (k: number) => {
   const body = 2800175000000n + BigInt(k);
@@ -45,18 +50,31 @@ try {
   stops.push(() => dmp.close());
   const dmpUrls = { registryUrl: `${dmp.url}/registry`, repositoryUrl: `${dmp.url}/repository` };
 
-  // Two source boxes, each behind its own WAN link.
-  const sources: Array<{ node: Awaited<ReturnType<typeof startTestNode>>; orthanc: Orthanc; wan: Wan; origin: string }> = [];
+  // Two source boxes, each in its own process (as on its own machine) and behind its own WAN link.
+  const sources: Array<{ hl7Port: number; orthanc: Orthanc; wan: Wan; origin: string }> = [];
   for (const [i, name] of ['a1', 'a2'].entries()) {
     const orthanc = await startOrthanc({ name: `pacs-${name}`, aet: `PACS${i + 1}` });
     stops.push(() => orthanc.stop());
-    const exchangePort = await freePort();
+    const [exchangePort, httpPort, dicomPort, dicomTlsPort, hl7Port] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     const wan = await startWan({ host: '127.0.0.1', port: exchangePort }, WAN);
     stops.push(() => wan.close());
     const origin = `https://127.0.0.1:${wan.port}`;
-    const node = await startTestNode({ aeTitle: `DRIMBOX${i + 1}`, dicomTlsPort: 0, tls: { cert: boxes[i]!.cert, key: boxes[i]!.key, ca: pki.ca }, exchange: { port: exchangePort, publicUrl: origin, domain: `drimbox.${name}.test`, trustList }, peers: [{ aeTitle: `PACS${i + 1}`, host: '127.0.0.1', port: orthanc.dicomPort }], source: { pacs: `PACS${i + 1}`, dmp: dmpUrls, organisation: { finess: `75071218${i}`, name: `CHU ${name.toUpperCase()}` } }, 'storage.fsync': false });
-    stops.push(() => node.cleanup());
-    sources.push({ node, orthanc, wan, origin });
+    const dataDir = path.join(work, `node-${name}`);
+    const config = { aeTitle: `DRIMBOX${i + 1}`, bind: '127.0.0.1', httpPort, dicomPort, dicomTlsPort, dataDir, logLevel: 'warn', storage: { fsync: false }, hl7: { port: hl7Port }, tls: { cert: boxes[i]!.cert, key: boxes[i]!.key, ca: pki.ca }, exchange: { port: exchangePort, publicUrl: origin, domain: `drimbox.${name}.test`, trustList }, peers: [{ aeTitle: `PACS${i + 1}`, host: '127.0.0.1', port: orthanc.dicomPort }], source: { pacs: `PACS${i + 1}`, dmp: dmpUrls, organisation: { finess: `75071218${i}`, name: `CHU ${name.toUpperCase()}` } } };
+    writeFileSync(path.join(work, `${name}.json`), JSON.stringify(config));
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), 'start', '--config', path.join(work, `${name}.json`)], { cwd: root, env: { ...process.env }, stdio: ['ignore', 'ignore', 'inherit'] });
+    stops.push(async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    });
+    const https = mtlsFetch({ cert: readFileSync(boxes[i]!.cert), key: readFileSync(boxes[i]!.key), ca: readFileSync(pki.ca) });
+    for (let t = 0; ; t++) {
+      if (await https(`https://127.0.0.1:${httpPort}/health`).then((r) => r.ok, () => false)) break;
+      if (t > 300) throw new Error(`source box ${name} did not start`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    sources.push({ hl7Port, orthanc, wan, origin });
   }
 
   // One prior per patient, on A1 or A2 alternately; published to the DMP by each source's RIS.
@@ -69,7 +87,7 @@ try {
     for (const f of study.files) await src.orthanc.api('POST', '/instances', readFileSync(f));
     rmSync(path.join(work, `s${k}`), { recursive: true, force: true });
     const spec = { ins: ins(k), ipp: `IPP-A-${k}`, family: `PATIENT${k}`, given: 'TEST', birthDate: '19800615', sex: 'F' as const, studyUid: study.studyUid, accessionNumber: `ACC-${k}`, setId: `B1C2D3E4-0000-4000-8000-${String(k).padStart(12, '0')}`, version: 1, effectiveTime: '20250310113000+0100', examCode: { code: 'ZBQK002', display: 'Scanographie du thorax' } };
-    const ack = parseMessage(await sendMllp('127.0.0.1', src.node.hl7Port!, oruR01(spec, imagingReportCda(spec))));
+    const ack = parseMessage(await sendMllp('127.0.0.1', src.hl7Port, oruR01(spec, imagingReportCda(spec))));
     if (ack.segment('MSA')!.get(1) !== 'AA') throw new Error(`publication ${k} refused: ${ack.segment('ERR')?.get(8)}`);
   }
 
@@ -86,8 +104,8 @@ try {
     consumer: {
       psc: { issuer: 'https://127.0.0.1:9/unused', clientId: 'unused', clientSecret: 'unused' },
       dmp: dmpUrls,
-      sources: sources.map((s) => ({ origin: s.origin, maxMbps: CAP_MBPS, maxConcurrent: 3 })),
-      import: { pacs: 'PACSB', issuer: 'CABINET-B', parallel: 6 },
+      sources: sources.map((s) => ({ origin: s.origin, maxMbps: CAP_MBPS, maxConcurrent: PER_SITE })),
+      import: { pacs: 'PACSB', issuer: 'CABINET-B', parallel: PER_SITE * 2 },
     },
     prefetch: { onBehalfOf: { id: '8899700218896' }, pollSeconds: 1, rules: [{ name: 'CT', match: { modality: 'CT' }, priors: { modalities: ['same'], lookbackDays: 3650, maxStudies: 3 }, leadHours: 12 }] },
   });
