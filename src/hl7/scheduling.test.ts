@@ -29,3 +29,20 @@ test('what cannot be scheduled is refused with the field at fault', () => {
   assert.equal(hl7DateTime('20261201093000+0100'), '2026-12-01T08:30:00.000Z');
   assert.equal(hl7DateTime('2026-12-01'), undefined);
 });
+
+test('orders with a scheduled time (ORM^O01, OMI^O23) read as appointments; without one they are not for prefetch', async () => {
+  const { readScheduledOrder } = await import('./scheduling.js');
+  const pid = 'PID|||280067512345690^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS~IPP-B-55^^^HOPITAL&1.2.250.1.213.4.5.2.4&ISO^PI||PAT^CAMILLE||19800615|F';
+  const orm = ['MSH|^~\\&|RIS|CAB|OPENDRIM|CAB|20261129120000||ORM^O01|C1|P|2.5', pid, 'ORC|NW|CMD-42^RIS', 'OBR|1|CMD-42^RIS||ZBQK002^Scanographie du thorax^CCAM||||||||||||||ACC-9||||||CT|||^^^20261201083000+0100'].join('\r');
+  const a = readScheduledOrder(parseMessage(orm))!;
+  assert.equal(a.appointmentId, 'ORD-CMD-42');
+  assert.equal(a.event, 'new');
+  assert.equal(a.start, '2026-12-01T07:30:00.000Z');
+  assert.equal(a.modality, 'CT');
+  assert.equal(a.procedure?.code, 'ZBQK002');
+  const omi = ['MSH|^~\\&|RIS|CAB|OPENDRIM|CAB|20261129120000||OMI^O23|C2|P|2.5', pid, 'ORC|CA|CMD-42^RIS', 'OBR|1|CMD-42^RIS||ZBQK002^Scanographie du thorax^CCAM', 'IPC|ACC-9||1.2.3|1|MR'].join('\r');
+  assert.equal(readScheduledOrder(parseMessage(omi))?.event, 'cancelled');
+  const unscheduled = orm.replace('^^^20261201083000+0100', '');
+  assert.equal(readScheduledOrder(parseMessage(unscheduled)), undefined);
+  assert.equal(readScheduledOrder(parseMessage(orm.replace('ORM^O01', 'ORU^R01'))), undefined);
+});

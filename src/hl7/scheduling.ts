@@ -68,3 +68,37 @@ export function readAppointmentMessage(msg: Hl7Message): AppointmentMessage {
     practitioner: aip?.get(3, 1) ? { id: aip.get(3, 1), family: aip.get(3, 2) || undefined, given: aip.get(3, 3) || undefined } : undefined,
   };
 }
+
+/**
+ * An imaging order that carries when it is scheduled (ORM^O01 or OMI^O23 with TQ1-7, OBR-27.4 or OBR-36): read as
+ * an appointment, keyed by the placer order number. Undefined when the order carries no scheduled time (nothing to
+ * prefetch for yet). ORC-1 CA/OC/DC cancels.
+ */
+export function readScheduledOrder(msg: Hl7Message): AppointmentMessage | undefined {
+  if (msg.type !== 'ORM^O01' && msg.type !== 'OMI^O23') return undefined;
+  const orc = msg.segment('ORC');
+  const obr = msg.segment('OBR');
+  const ipc = msg.segment('IPC');
+  const control = (orc?.get(1) ?? '').toUpperCase();
+  const cancelled = ['CA', 'OC', 'DC', 'CR'].includes(control);
+  const raw = msg.segment('TQ1')?.get(7, 1) || obr?.get(27, 4) || obr?.get(36, 1) || '';
+  const start = raw ? hl7DateTime(raw) : undefined;
+  if (!start && !cancelled) return undefined;
+  const orderId = orc?.get(2, 1) || obr?.get(2, 1) || ipc?.get(1, 1) || obr?.get(18) || '';
+  if (!orderId) throw new ProfileError('the order has no placer order number (ORC-2/OBR-2) nor accession number', 'ORC-2', '101');
+  const pid = msg.segment('PID');
+  const code = obr?.get(4, 1) ?? '';
+  return {
+    event: cancelled ? 'cancelled' : control === 'XO' || control === 'SC' ? 'modified' : 'new',
+    messageType: msg.type,
+    controlId: msg.controlId,
+    appointmentId: `ORD-${orderId}`,
+    patientIds: patientIdentifiers(pid),
+    patientName: pid?.get(5, 1) ? { family: pid.get(5, 1), given: pid.get(5, 2) } : undefined,
+    birthDate: pid?.get(7, 1) || undefined,
+    sex: pid?.get(8) || undefined,
+    start,
+    procedure: code ? { code, text: obr?.get(4, 2) || undefined, system: obr?.get(4, 3) || undefined } : undefined,
+    modality: (ipc?.get(5, 1) || obr?.get(24) || '').toUpperCase() || undefined,
+  };
+}

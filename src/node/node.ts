@@ -176,9 +176,17 @@ export class OpenDrimNode {
         facility: config.hl7.facility,
         log: log.child({ component: 'hl7' }),
         handler: async (msg: Hl7Message, ctx) => {
+          // Several functions may act on one message (an OMI^O23 refreshes a published manifest and schedules a
+          // prefetch): each handler that takes it runs, and the ACK is the worst of their answers.
+          const replies = [];
           for (const h of handlers) {
             const reply = await h(msg, ctx);
-            if (reply) return reply;
+            if (reply) replies.push(reply);
+          }
+          if (replies.length) {
+            const rank = { AA: 0, AE: 1, AR: 2 } as const;
+            const worst = replies.reduce((a, b) => (rank[b.code] > rank[a.code] ? b : a));
+            return { code: worst.code, errors: replies.flatMap((r) => r.errors ?? []) };
           }
           if (/^SIU\^S1[2-5]$/.test(msg.type)) return { code: 'AE', errors: [{ code: '207', text: `${msg.type} received but prefetch is not configured on this node (prefetch section)` }] };
           if (/^(ORU\^R01|MDM\^T|OMI\^O23)/.test(msg.type)) return { code: 'AE', errors: [{ code: '207', text: `${msg.type} received but the source function is not configured on this node (source section)` }] };

@@ -2,16 +2,23 @@ import type { Logger } from '../common/log.js';
 import { ProfileError } from '../hl7/cisis-report.js';
 import type { Hl7Message } from '../hl7/message.js';
 import type { Hl7Reply } from '../hl7/mllp.js';
-import { readAppointmentMessage } from '../hl7/scheduling.js';
+import { readAppointmentMessage, readScheduledOrder, type AppointmentMessage } from '../hl7/scheduling.js';
 import { INS_OIDS } from '../identity/ins.js';
 import { AppointmentError, type Prefetcher } from './prefetcher.js';
 
-/** SIU^S12/S13/S14/S15 from the RIS → the prefetcher. Returns undefined for other message types. */
+/**
+ * SIU^S12/S13/S14/S15 from the RIS, and orders carrying a scheduled time (ORM^O01, OMI^O23) → the prefetcher.
+ * Returns undefined for other messages, and for orders not scheduled yet.
+ */
 export function prefetchHl7Handler(prefetcher: Prefetcher, log: Logger) {
   return async (msg: Hl7Message): Promise<Hl7Reply | undefined> => {
-    if (!/^SIU\^S1[2-5]$/.test(msg.type)) return undefined;
+    const isSiu = /^SIU\^S1[2-5]$/.test(msg.type);
+    if (!isSiu && msg.type !== 'ORM^O01' && msg.type !== 'OMI^O23') return undefined;
     try {
-      const m = readAppointmentMessage(msg);
+      let m: AppointmentMessage | undefined;
+      if (isSiu) m = readAppointmentMessage(msg);
+      else m = readScheduledOrder(msg);
+      if (!m) return undefined;
       const ins = m.patientIds.find((i) => INS_OIDS.includes(i.oid));
       if (!ins) throw new ProfileError('PID-3 carries no INS (identifier with an INS OID): priors are searched in the DMP by INS', 'PID-3', '101');
       const ipp = m.patientIds.find((i) => i !== ins && (i.type === 'PI' || i.type === ''));

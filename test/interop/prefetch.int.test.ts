@@ -14,7 +14,7 @@ import { haveCommand } from '../harness/peers.js';
 import { CHROMIUM, launchChromium, pscLogin, startDrimNetwork, type DrimNetwork } from '../harness/drim-network.js';
 import { sendMllp } from '../../src/hl7/mllp.js';
 import { parseMessage } from '../../src/hl7/message.js';
-import { siu, type AppointmentSpec } from '../../src/simulators/ris/schedule.js';
+import { ormO01, siu, type AppointmentSpec } from '../../src/simulators/ris/schedule.js';
 import { find } from '../../src/dicom/scu.js';
 import { mtlsFetch } from '../../src/common/mtls-fetch.js';
 
@@ -140,6 +140,19 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
     } finally {
       await browser.close();
     }
+  });
+
+  test('an ORM^O01 order with a scheduled time is prefetched like an appointment; its cancellation cancels it', async () => {
+    const order = { ...appointment, appointmentId: 'CMD-500', start: new Date(Date.now() + 22 * 3600_000) };
+    assert.deepEqual(await send(ormO01(order, 'CTRL-50')), { code: 'AA', text: '' });
+    const a = await until('ORD-CMD-500', ['ready', 'failed', 'nothing']);
+    assert.equal(a.state, 'ready', a.error);
+    assert.equal(a.modality, 'CT');
+    const later = { ...order, appointmentId: 'CMD-501', start: new Date(Date.now() + 9 * 86400_000) };
+    assert.equal((await send(ormO01(later, 'CTRL-51'))).code, 'AA');
+    assert.equal((await state('ORD-CMD-501'))?.state, 'waiting');
+    assert.equal((await send(ormO01({ ...later, orderControl: 'CA' }, 'CTRL-52'))).code, 'AA');
+    assert.equal((await state('ORD-CMD-501'))?.state, 'cancelled');
   });
 
   test('a RIS without HL7: the worklist is polled (Orthanc\'s worklist plugin), a step becomes an appointment, a step gone is cancelled', async () => {

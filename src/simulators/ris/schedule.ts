@@ -33,3 +33,15 @@ export function siu(trigger: 'S12' | 'S13' | 'S14' | 'S15', a: AppointmentSpec, 
     ...(a.radiologist ? [`AIP|1|A|${a.radiologist.rpps}^${escape(a.radiologist.family)}^${escape(a.radiologist.given)}^^^^^^RPPS|RAD`] : []),
   ].join('\r') + '\r';
 }
+
+/** An ORM^O01 imaging order carrying its scheduled time (OBR-27.4), as RIS without SIU send them. */
+export function ormO01(a: AppointmentSpec & { orderControl?: 'NW' | 'XO' | 'CA' }, controlId = `ORM${Date.now()}${Math.floor(Math.random() * 1000)}`): string {
+  const ids = [`${a.ins}^^^ASIP-SANTE-INS-NIR&${a.insOid ?? '1.2.250.1.213.1.4.10'}&ISO^INS`, `${a.ipp}^^^HOPITAL&${a.ippOid ?? '1.2.250.1.213.4.5.2.4'}&ISO^PI`].join('~');
+  const obr = ['OBR', '1', `${a.appointmentId}^RIS_SIM`, '', `${a.procedure.code}^${escape(a.procedure.text)}^CCAM`, ...Array(13).fill(''), `ACC-${a.appointmentId}`, ...Array(5).fill(''), a.modality, '', '', `^^^${dtm(a.start)}`];
+  return [
+    `MSH|^~\\&|RIS_SIM|CABINET|OPENDRIM|CABINET|${hl7Now()}||ORM^O01^ORM_O01|${controlId}|P|2.5|||||FRA|UNICODE UTF-8`,
+    `PID|||${ids}||${escape(a.family)}^${escape(a.given)}^^^^^L||${a.birthDate}|${a.sex}`,
+    `ORC|${a.orderControl ?? 'NW'}|${a.appointmentId}^RIS_SIM`,
+    obr.join('|'),
+  ].join('\r') + '\r';
+}
