@@ -58,6 +58,15 @@ async function* walk(dir: string): AsyncGenerator<string> {
   }
 }
 
+/** Runs until Ctrl-C or SIGTERM, then closes what was started. */
+function untilSignal(close: () => Promise<unknown>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = () => void close().then(() => resolve(), () => resolve());
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -80,11 +89,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`--port: "${values.port}" is not a port number`);
     const dmp = await new DmpServer({ host: values.bind ?? '127.0.0.1', port, dataDir: path.resolve(values['data-dir'] ?? './data-dmp'), databaseUrl: process.env.DMP_DATABASE_URL, log: createLogger(process.env.OPENDRIM_LOG_LEVEL ?? 'info', 'dmp-standin') }).start();
     console.log(`DMP stand-in listening: registry ${dmp.url}/registry, repository ${dmp.url}/repository`);
-    await new Promise<void>((resolve) => {
-      const stop = () => void dmp.close().then(resolve, resolve);
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
+    await untilSignal(() => dmp.close());
     return 0;
   }
   if (command === 'psc') {
@@ -94,11 +99,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!m || !values.redirect?.length) throw new ConfigError('usage: opendrim psc [--port N] --client ID:SECRET --redirect https://drimbox/auth/callback [--redirect ...]');
     const psc = await new PscServer({ host: values.bind ?? '127.0.0.1', port, clients: [{ clientId: m[1]!, clientSecret: m[2]!, redirectUris: values.redirect, postLogoutRedirectUris: values.redirect.map((u) => u.replace(/\/auth\/callback$/, '/auth/login')) }], log: createLogger(process.env.OPENDRIM_LOG_LEVEL ?? 'info', 'psc-standin') }).start();
     console.log(`Pro Santé Connect stand-in: issuer ${psc.issuer} (test accounts, PIN 1234)`);
-    await new Promise<void>((resolve) => {
-      const stop = () => void psc.close().then(resolve, resolve);
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
+    await untilSignal(() => psc.close());
     return 0;
   }
   if (command === 'trust-list') {

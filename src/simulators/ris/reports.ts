@@ -106,7 +106,8 @@ export interface OruOptions {
   withoutIns?: boolean;
 }
 
-function pid(s: ReportSpec, withoutIns = false): string {
+/** The PID segment a RIS sends: INS and IPP in PID-3, birth names, birth date, sex. */
+export function pid(s: Pick<ReportSpec, 'ins' | 'insOid' | 'ipp' | 'ippOid' | 'family' | 'given' | 'birthDate' | 'sex'>, withoutIns = false): string {
   const ids = [...(withoutIns ? [] : [`${s.ins}^^^ASIP-SANTE-INS-NIR&${s.insOid ?? '1.2.250.1.213.1.4.10'}&ISO^INS`]), `${s.ipp}^^^HOPITAL&${s.ippOid ?? '1.2.250.1.213.4.5.2.4'}&ISO^PI`].join('~');
   return `PID|||${ids}||${escape(s.family)}^${escape(s.given)}^^^^^L||${s.birthDate}|${s.sex}`;
 }
