@@ -180,15 +180,19 @@ export class FsBlobStore implements BlobStore {
    */
   private readonly spare: Array<{ path: string; fd: number }> = [];
   private refilling = false;
+  /** The empty file being made ahead right now (it exists on disk before it joins `spare`). */
+  private preparing: string | undefined;
   private closed = false;
 
   private refill(): void {
     if (this.refilling || this.closed || this.spare.length >= 4) return;
     this.refilling = true;
     const p = path.join(this.tmpDir, `${randomUUID()}.part`);
+    this.preparing = p;
     // Callback API on purpose: it yields a plain descriptor that the writer closes (a FileHandle would close it on GC).
     openCb(p, 'w', (err, fd) => {
       this.refilling = false;
+      this.preparing = undefined;
       if (err) return;
       if (this.closed) {
         closeSync(fd);
@@ -209,8 +213,10 @@ export class FsBlobStore implements BlobStore {
 
   /** Temporary files holding data (receives in progress or left over), not counting the empty ones made ahead. */
   async pendingTempFiles(): Promise<string[]> {
-    const spare = new Set(this.spare.map((x) => path.basename(x.path)));
-    return (await readdir(this.tmpDir)).filter((f) => !spare.has(f));
+    // Listed first, then compared with the spares as they are once the listing is back.
+    const files = await readdir(this.tmpDir);
+    const spare = new Set([...this.spare.map((x) => path.basename(x.path)), ...(this.preparing ? [path.basename(this.preparing)] : [])]);
+    return files.filter((f) => !spare.has(f));
   }
 
   /** Releases the temporary files made ahead of need. */
