@@ -7,7 +7,8 @@ import { escape, hl7Now } from '../../hl7/message.js';
  * for a change of exam content. Test and demo material, separate from product code.
  */
 
-export interface ReportSpec {
+/** The patient as the RIS knows it: INS and local IPP, birth names, birth date, sex. */
+export interface PatientSpec {
   ins: string;
   insOid?: string;
   ipp: string;
@@ -16,6 +17,9 @@ export interface ReportSpec {
   given: string;
   birthDate: string;
   sex: 'M' | 'F' | 'U';
+}
+
+export interface ReportSpec extends PatientSpec {
   studyUid?: string;
   accessionNumber: string;
   setId?: string;
@@ -107,7 +111,7 @@ export interface OruOptions {
 }
 
 /** The PID segment a RIS sends: INS and IPP in PID-3, birth names, birth date, sex. */
-export function pid(s: Pick<ReportSpec, 'ins' | 'insOid' | 'ipp' | 'ippOid' | 'family' | 'given' | 'birthDate' | 'sex'>, withoutIns = false): string {
+export function pid(s: PatientSpec, withoutIns = false): string {
   const ids = [...(withoutIns ? [] : [`${s.ins}^^^ASIP-SANTE-INS-NIR&${s.insOid ?? '1.2.250.1.213.1.4.10'}&ISO^INS`]), `${s.ipp}^^^HOPITAL&${s.ippOid ?? '1.2.250.1.213.4.5.2.4'}&ISO^PI`].join('~');
   return `PID|||${ids}||${escape(s.family)}^${escape(s.given)}^^^^^L||${s.birthDate}|${s.sex}`;
 }

@@ -1,17 +1,9 @@
 import { escape, hl7Now } from '../../hl7/message.js';
-import { pid } from './reports.js';
+import { pid, type PatientSpec } from './reports.js';
 
 /** SIU messages as a RIS sends them when it books, moves or cancels an appointment (see src/hl7/scheduling.ts). */
-export interface AppointmentSpec {
+export interface AppointmentSpec extends PatientSpec {
   appointmentId: string;
-  ins: string;
-  insOid?: string;
-  ipp: string;
-  ippOid?: string;
-  family: string;
-  given: string;
-  birthDate: string;
-  sex: 'M' | 'F' | 'U';
   /** Start, as a Date. */
   start: Date;
   modality: string;
