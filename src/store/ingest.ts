@@ -43,7 +43,8 @@ const HEADER_PREFIX = 64 * 1024;
  * index never points at a partial file.
  */
 export class Ingestor {
-  private readonly listeners: IngestListener[] = [];
+  /** Replaced, never changed in place, so a commit can iterate it while a listener stops itself. */
+  private listeners: readonly IngestListener[] = [];
 
   constructor(
     private readonly blobs: BlobStore,
@@ -53,10 +54,9 @@ export class Ingestor {
 
   /** Calls `l` after each instance is stored and indexed; returns the function that stops it. */
   onStored(l: IngestListener): () => void {
-    this.listeners.push(l);
+    this.listeners = [...this.listeners, l];
     return () => {
-      const i = this.listeners.indexOf(l);
-      if (i >= 0) this.listeners.splice(i, 1);
+      this.listeners = this.listeners.filter((x) => x !== l);
     };
   }
 
@@ -135,7 +135,7 @@ export class Ingestor {
       const stored = withBulkData(ds, `opendrim-base:/studies/${studyUid}/series/${seriesUid}/instances/${sopUid}`, header.hasPixelData, header.transferSyntaxUid);
       await this.index.upsertInstance({ header: stored, transferSyntaxUid: header.transferSyntaxUid, size: writer.bytes, blobKey: key, sourceAe: expect.sourceAe });
       const result: IngestResult = { outcome: exists ? 'replaced' : 'stored', patientId: str(ds, '00100020'), studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
-      for (const l of [...this.listeners]) {
+      for (const l of this.listeners) {
         try {
           l(result, ds);
         } catch (e) {
