@@ -10,6 +10,7 @@ import { AuditTrail } from '../audit/audit-trail.js';
 import { parseMessage } from '../hl7/message.js';
 import { LocalIdentities } from './local-identities.js';
 import { adtHl7Handler } from './adt.js';
+import { PatientDirectory } from './patient-directory.js';
 
 const msh = (type: string) => `MSH|^~\\&|DPI|HOPITAL|OPENDRIM|HOPITAL|20261129120000||${type}|C${Math.random()}|P|2.5`;
 const pid = (ipp: string, ins?: string) => `PID|||${ins ? `${ins}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS~` : ''}${ipp}^^^HOPITAL&1.2.250.1.213.4.5.2.4&ISO^PI||DUPONT^MARIE||19700101|F`;
@@ -42,5 +43,16 @@ describe('ADT feed → local identities', () => {
     assert.equal(await send(msh('ADT^A03^ADT_A03'), pid('IPP-9')), undefined, 'discharge: not an identity event');
     await audit.flush();
     assert.equal((await audit.search({ action: 'identity.merge' })).length, 1);
+  });
+
+  test('A28 fills the local directory: birth name (L), used name (D), given names, birth date, sex, other identifiers', async () => {
+    const ids = new LocalIdentities(database.db, 'HOPITAL');
+    const directory = new PatientDirectory(database.db, 'HOPITAL');
+    const handle = adtHl7Handler(ids, new AuditTrail(database.db, database.dialect, createLogger('silent')), createLogger('silent'), directory);
+    const reply = await handle(parseMessage([msh('ADT^A28^ADT_A05'), 'PID|||IPP-50^^^HOPITAL&1.2.250.1.213.4.5.2.4&ISO^PI~A1234^^^CHU-A&1.2.250.1.999&ISO^PI||LÉVÊQUE^HÉLÈNE^MARIE ROSE^^^^L~MARTIN^HÉLÈNE^^^^^D||19610412|F'].join('\r')));
+    assert.deepEqual(reply, { code: 'AA' });
+    const p = await directory.get('IPP-50');
+    assert.deepEqual(p?.demographics, { birthName: 'LÉVÊQUE', usedName: 'MARTIN', givenNames: ['HÉLÈNE', 'MARIE', 'ROSE'], birthDate: '19610412', sex: 'F' });
+    assert.equal(await directory.byIdentifier({ id: 'A1234', issuer: '1.2.250.1.999' }), 'IPP-50');
   });
 });

@@ -167,7 +167,85 @@ export interface AppointmentTable {
   created_at: string;
   updated_at: string;
 }
+export interface LocalPatientTable {
+  local_id: string;
+  issuer: string;
+  birth_name: string;
+  used_name: string | null;
+  given_names: string;
+  birth_date: string;
+  sex: string | null;
+  source: string;
+  updated_at: string;
+}
+export interface PatientIdentifierTable {
+  identifier: string;
+  issuer: string;
+  local_id: string;
+  source: string;
+  updated_at: string;
+}
+export interface ReconciliationCaseTable {
+  id: Generated<number>;
+  origin: string;
+  study_uid: string;
+  incoming: string;
+  candidates: string;
+  reason: string;
+  status: string;
+  local_id: string | null;
+  decided_by: string | null;
+  decided_at: string | null;
+  created_at: string;
+}
+export interface WatchedStudyTable {
+  study_uid: string;
+  purpose: string;
+  origin: string;
+  instances: number;
+  changed_at: string;
+  handled_instances: Generated<number>;
+  state: string;
+  case_id: number | null;
+  error: string | null;
+  claimed_by: string | null;
+  updated_at: string;
+}
+export interface RouteTransferTable {
+  id: Generated<number>;
+  study_uid: string;
+  destination: string;
+  rule: string;
+  status: string;
+  total: Generated<number>;
+  sent: Generated<number>;
+  attempts: Generated<number>;
+  next_attempt_at: string;
+  claimed_by: string | null;
+  error: string | null;
+  created_at: string;
+  updated_at: string;
+}
+export interface ShareLinkTable {
+  id: Generated<number>;
+  token_hash: string;
+  study_uid: string;
+  patient_id: string;
+  created_by: string;
+  code_hash: string | null;
+  expires_at: string;
+  revoked_at: string | null;
+  failed_codes: Generated<number>;
+  opened: Generated<number>;
+  created_at: string;
+}
 export interface DB {
+  local_patients: LocalPatientTable;
+  patient_identifiers: PatientIdentifierTable;
+  reconciliation_cases: ReconciliationCaseTable;
+  watched_studies: WatchedStudyTable;
+  route_transfers: RouteTransferTable;
+  share_links: ShareLinkTable;
   appointments: AppointmentTable;
   patient_identities: PatientIdentityTable;
   import_jobs: ImportJobTable;

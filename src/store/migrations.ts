@@ -277,6 +277,102 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('import_jobs').dropColumn('source_origin').execute();
       },
     },
+    '0010_identity_routing': {
+      async up(db: Kysely<any>) {
+        // The local identity domain as HL7 ADT and reconciliation decisions describe it: demographics of local
+        // patients, and every identifier (INS, other sites' IPPs) known to designate one of them.
+        await db.schema
+          .createTable('local_patients')
+          .addColumn('local_id', 'text', (c) => c.primaryKey())
+          .addColumn('issuer', 'text', (c) => c.notNull())
+          .addColumn('birth_name', 'text', (c) => c.notNull())
+          .addColumn('used_name', 'text')
+          .addColumn('given_names', 'text', (c) => c.notNull())
+          .addColumn('birth_date', 'text', (c) => c.notNull())
+          .addColumn('sex', 'text')
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('local_patients_birth_date').on('local_patients').column('birth_date').execute();
+        await db.schema
+          .createTable('patient_identifiers')
+          .addColumn('identifier', 'text', (c) => c.notNull())
+          .addColumn('issuer', 'text', (c) => c.notNull())
+          .addColumn('local_id', 'text', (c) => c.notNull())
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('patient_identifiers_pk', ['identifier', 'issuer'])
+          .execute();
+        // Incoming patients no rule could match safely, waiting for a person.
+        await db.schema
+          .createTable('reconciliation_cases')
+          .addColumn('id', pk, (c) => (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('origin', 'text', (c) => c.notNull())
+          .addColumn('study_uid', 'text', (c) => c.notNull())
+          .addColumn('incoming', 'text', (c) => c.notNull())
+          .addColumn('candidates', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('local_id', 'text')
+          .addColumn('decided_by', 'text')
+          .addColumn('decided_at', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('reconciliation_cases_status').on('reconciliation_cases').columns(['status', 'created_at']).execute();
+        // Studies received (from the PACS or another box) and watched until stable: no new instance for a while.
+        await db.schema
+          .createTable('watched_studies')
+          .addColumn('study_uid', 'text', (c) => c.notNull())
+          .addColumn('purpose', 'text', (c) => c.notNull())
+          .addColumn('origin', 'text', (c) => c.notNull())
+          .addColumn('instances', 'integer', (c) => c.notNull())
+          .addColumn('changed_at', 'text', (c) => c.notNull())
+          .addColumn('handled_instances', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('case_id', 'integer')
+          .addColumn('error', 'text')
+          .addColumn('claimed_by', 'text')
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('watched_studies_pk', ['study_uid', 'purpose'])
+          .execute();
+        // The routing outbox: one transfer per study and destination, retried with backoff until done.
+        await db.schema
+          .createTable('route_transfers')
+          .addColumn('id', pk, (c) => (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('study_uid', 'text', (c) => c.notNull())
+          .addColumn('destination', 'text', (c) => c.notNull())
+          .addColumn('rule', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('total', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('sent', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('next_attempt_at', 'text', (c) => c.notNull())
+          .addColumn('claimed_by', 'text')
+          .addColumn('error', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('route_transfers_due').on('route_transfers').columns(['status', 'next_attempt_at']).execute();
+        // Time-limited links giving a patient or a correspondent one exam instead of a CD.
+        await db.schema
+          .createTable('share_links')
+          .addColumn('id', pk, (c) => (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('study_uid', 'text', (c) => c.notNull())
+          .addColumn('patient_id', 'text', (c) => c.notNull())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addColumn('code_hash', 'text')
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .addColumn('revoked_at', 'text')
+          .addColumn('failed_codes', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('opened', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+      },
+      async down(db: Kysely<any>) {
+        for (const t of ['share_links', 'route_transfers', 'watched_studies', 'reconciliation_cases', 'patient_identifiers', 'local_patients']) await db.schema.dropTable(t).execute();
+      },
+    },
   };
 }
 
