@@ -12,7 +12,12 @@ export interface PeerCaller {
   token: VerifiedToken;
 }
 
-export type PeerRequest = FastifyRequest & { peerCaller?: PeerCaller; peerRefusal?: { box?: string; certificateDn?: string; reason: string } };
+export type PeerRequest = FastifyRequest & {
+  peerCaller?: PeerCaller;
+  /** The box itself, when the request is one a box makes on its own behalf (a routed study pushed here). */
+  peerBox?: { box: TrustListEntry; certificateDn: string };
+  peerRefusal?: { box?: string; certificateDn?: string; reason: string };
+};
 
 /** A peer certificate's subject as a DN string (multi-valued attributes repeated). */
 export function subjectDn(cert: PeerCertificate): string {
@@ -27,6 +32,11 @@ export interface PeerAccessOptions {
   audience: () => string[];
   maxTokenLifetimeSeconds: number;
   log: Logger;
+  /**
+   * Requests a box makes for itself, with no practitioner behind them (automatic routing pushes studies): the
+   * certificate and the trust list identify the box, and `boxAllowed` must accept it. Undefined: none.
+   */
+  boxRequest?: { matches: (req: FastifyRequest) => boolean; boxAllowed: (domain: string) => boolean; what: string };
 }
 
 /**
@@ -58,6 +68,11 @@ export function peerAccessGuard(opts: PeerAccessOptions) {
     if (!box) {
       const v = opts.trustList.content?.version;
       return refuse(403, `the box with certificate "${dn}" is not in the trust list${v === undefined ? ' (no valid trust list is loaded)' : ` in force (version ${v})`}`, { certificateDn: dn });
+    }
+    if (opts.boxRequest?.matches(req)) {
+      if (!opts.boxRequest.boxAllowed(box.domain)) return refuse(403, `the box ${box.domain} is not allowed to ${opts.boxRequest.what} here`, { box: box.domain, certificateDn: dn });
+      req.peerBox = { box, certificateDn: dn };
+      return;
     }
     const auth = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(auth);

@@ -273,6 +273,84 @@ export const ConfigSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Routing between institutions: studies that become stable (no new instance for `stableSeconds`) are matched
+     * against `rules` and sent to their destinations through a durable outbox; studies pushed here by other
+     * boxes (`inbound`) enter the local PACS through identity reconciliation.
+     */
+    routing: z
+      .object({
+        stableSeconds: z.number().positive().default(60),
+        /** Poll this PACS (one of `peers`) for new or grown studies of the last `lookbackDays` (C-FIND). */
+        watchPacs: z.object({ peer: z.string().min(1), everySeconds: z.number().positive().default(30), lookbackDays: z.number().int().min(0).default(1) }).strict().optional(),
+        destinations: z
+          .array(
+            z.discriminatedUnion('type', [
+              z
+                .object({
+                  name: z.string().min(1),
+                  type: z.literal('opendrim'),
+                  /** The other box's exchange base URL (https://host:8443); STOW-RS over mutual TLS. */
+                  url: z.string().url(),
+                  gzip: z.boolean().default(false),
+                  /** Requests in flight at once, and instances per request. */
+                  parallel: z.number().int().min(1).max(16).default(3),
+                  batch: z.number().int().min(1).max(500).default(20),
+                })
+                .strict(),
+              z.object({ name: z.string().min(1), type: z.literal('dicom'), /** One of `peers`. */ peer: z.string().min(1) }).strict(),
+            ]),
+          )
+          .default([]),
+        rules: z
+          .array(
+            z
+              .object({
+                name: z.string().min(1),
+                /**
+                 * All given conditions must hold; each lists accepted values, "*" and "?" as wildcards, case and
+                 * accents ignored. DICOM: modality (any of the study's), stationName, institutionName,
+                 * referringPhysicianName (PN as FAMILY^GIVEN), referringPhysicianId. HL7 (rules triggered by an
+                 * order or report): orderingPhysician (XCN id or FAMILY^GIVEN), destinationFacility (MSH-6/ORC-21).
+                 */
+                when: z
+                  .object({
+                    modality: z.array(z.string()).optional(),
+                    stationName: z.array(z.string()).optional(),
+                    institutionName: z.array(z.string()).optional(),
+                    referringPhysicianName: z.array(z.string()).optional(),
+                    referringPhysicianId: z.array(z.string()).optional(),
+                    orderingPhysician: z.array(z.string()).optional(),
+                    destinationFacility: z.array(z.string()).optional(),
+                  })
+                  .strict()
+                  .default({}),
+                trigger: z.enum(['stable', 'hl7']).default('stable'),
+                destinations: z.array(z.string().min(1)).min(1),
+              })
+              .strict(),
+          )
+          .default([]),
+        /** Retry policy of the outbox. */
+        maxAttempts: z.number().int().positive().default(8),
+        /**
+         * Studies other boxes push here (POST on the exchange port), accepted only from these trust-list domains,
+         * reconciled to a local patient, then stored into `pacs` (one of `peers`) under the local identity.
+         */
+        inbound: z
+          .object({
+            from: z.array(z.string().min(1)).min(1),
+            pacs: z.string().min(1),
+            /** Identifier issuer of the local identity domain (IssuerOfPatientID written). */
+            issuer: z.string().min(1),
+            /** Prefix of identifiers created from the reconciliation queue ("create a new patient"). */
+            newIdPrefix: z.string().default('EXT'),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
     audit: z
       .object({
         /** IHE ATNA export: each audit record also goes to this syslog collector (RFC 5424 over TCP, TLS per RFC 5425). */
@@ -453,6 +531,24 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   const wl = cfg.prefetch?.worklist;
   if (wl && !cfg.peers.some((p) => p.aeTitle === wl.peer)) throw new ConfigError(`invalid configuration: prefetch.worklist.peer: ${wl.peer} is not one of the configured peers`);
   if (cfg.prefetch && !cfg.consumer?.import) throw new ConfigError('invalid configuration: prefetch needs consumer (DMP, source boxes) and consumer.import (the local PACS the priors go to)');
+  const routing = cfg.routing;
+  if (routing) {
+    const isPeer = (ae: string) => cfg.peers.some((p) => p.aeTitle === ae);
+    if (routing.watchPacs && !isPeer(routing.watchPacs.peer)) throw new ConfigError(`invalid configuration: routing.watchPacs.peer: ${routing.watchPacs.peer} is not one of the configured peers`);
+    const names = new Set<string>();
+    for (const [i, d] of routing.destinations.entries()) {
+      if (names.has(d.name)) throw new ConfigError(`invalid configuration: routing.destinations[${i}]: name ${d.name} is used twice`);
+      names.add(d.name);
+      if (d.type === 'dicom' && !isPeer(d.peer)) throw new ConfigError(`invalid configuration: routing.destinations[${i}].peer: ${d.peer} is not one of the configured peers`);
+      if (d.type === 'opendrim' && !cfg.exchange) throw new ConfigError(`invalid configuration: routing.destinations[${i}]: sending to another OpenDRIM needs exchange (this box's certificate and trust list)`);
+    }
+    for (const [i, r] of routing.rules.entries())
+      for (const d of r.destinations) if (!names.has(d)) throw new ConfigError(`invalid configuration: routing.rules[${i}] (${r.name}): destination ${d} is not one of routing.destinations`);
+    if (routing.inbound) {
+      if (!cfg.exchange) throw new ConfigError('invalid configuration: routing.inbound needs exchange (other boxes push studies to the exchange port)');
+      if (!isPeer(routing.inbound.pacs)) throw new ConfigError(`invalid configuration: routing.inbound.pacs: ${routing.inbound.pacs} is not one of the configured peers`);
+    }
+  }
   if (cfg.source && !cfg.peers.some((p) => p.aeTitle === cfg.source!.pacs)) throw new ConfigError(`invalid configuration: source.pacs: ${cfg.source.pacs} is not one of the configured peers`);
   return cfg;
 }

@@ -6,10 +6,11 @@ import type { Logger } from '../common/log.js';
 import { UNCOMPRESSED_SYNTAXES, type DicomJson } from '../dicom/part10.js';
 import type { StudyIndex, StoredInstance } from '../store/study-index.js';
 import { QueryError } from '../store/study-index.js';
-import type { BlobStore, BlobWriter } from '../store/blobs.js';
-import { IngestError, type Ingestor, type IngestResult } from '../store/ingest.js';
+import type { BlobStore } from '../store/blobs.js';
+import type { Ingestor } from '../store/ingest.js';
 import type { Metrics } from '../ops/metrics.js';
-import { multipartStream, newBoundary, parseMediaType, parseMultipart, MultipartError } from './multipart.js';
+import { multipartStream, newBoundary, MultipartError } from './multipart.js';
+import { stowRoutes } from './stow.js';
 import { HttpError, UID, acceptList, checkUids, requestedSyntaxes, sendInstances, sendMetadata, targetOf, describeTarget, type WadoParams } from './wado.js';
 import { parseQido, shapeResult } from './qido.js';
 import { PixelError, readElementBytes, readFrames, renderFrame } from './pixels.js';
@@ -48,7 +49,6 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
   }
 
   // STOW bodies are parsed as streams by the handler; fastify must not buffer them.
-  app.addContentTypeParser('multipart/related', (_req, payload, done) => done(null, payload));
   app.addContentTypeParser('application/dicom', (_req, payload, done) => done(null, payload));
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
@@ -215,95 +215,5 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
   }
 
   // ---------- STOW-RS ----------
-  const stow = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
-    checkUids(req.params);
-    const ct = parseMediaType(req.headers["content-type"]);
-    req.log.debug({ contentType: req.headers["content-type"] }, "STOW-RS request");
-    if (ct.type !== 'multipart/related') throw new HttpError(415, 'STOW-RS takes multipart/related; type="application/dicom"');
-    if (ct.params.type && ct.params.type !== 'application/dicom') throw new HttpError(415, `STOW-RS part type ${ct.params.type} is not supported (only application/dicom)`);
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > config.dicomweb.maxStowBytes) throw new HttpError(413, `request of ${declared} bytes exceeds the ${config.dicomweb.maxStowBytes}-byte limit`);
-    const stored: IngestResult[] = [];
-    const failed: Array<{ sopClassUid?: string; sopUid?: string; reason: number; message: string }> = [];
-    const body = req.body as AsyncIterable<Buffer>;
-    let total = 0;
-    async function* limited() {
-      for await (const chunk of body) {
-        total += chunk.length;
-        if (total > config.dicomweb.maxStowBytes) throw new HttpError(413, `request exceeds the ${config.dicomweb.maxStowBytes}-byte limit`);
-        yield chunk;
-      }
-    }
-    const inFlight = new Set<BlobWriter>();
-    try {
-      await parseMultipart(limited(), ct.params.boundary ?? '', (part) => onPart(part));
-    } catch (e) {
-      // A body cut short or malformed: drop the part being received; instances already committed stay stored.
-      await Promise.all([...inFlight].map((w) => w.discard()));
-      throw e;
-    }
-    function onPart(part: { headers: Record<string, string> }) {
-      const writer: BlobWriter = ingestor.begin();
-      inFlight.add(writer);
-      const partType = parseMediaType(part.headers['content-type'] ?? 'application/dicom').type;
-      return {
-        writable: writer,
-        done: async () => {
-          inFlight.delete(writer);
-          if (partType !== 'application/dicom') {
-            await writer.discard();
-            failed.push({ reason: 0xc000, message: `part of type ${partType} skipped` });
-            return;
-          }
-          const t = Date.now();
-          try {
-            const r = await ingestor.commit(writer, { sourceAe: undefined });
-            if (req.params.study && r.studyUid !== req.params.study) {
-              // Stored already; report it as a warning-free failure per PS3.18 10.5.3: not part of the target study.
-              failed.push({ sopClassUid: r.sopClassUid, sopUid: r.sopUid, reason: 0xa900, message: 'instance belongs to another study' });
-              return;
-            }
-            stored.push(r);
-            metrics.instancesReceived.inc({ protocol: 'stow-rs', outcome: r.outcome });
-            metrics.bytesReceived.inc({ protocol: 'stow-rs' }, r.bytes);
-            metrics.storeLatency.observe({ protocol: 'stow-rs' }, (Date.now() - t) / 1000);
-          } catch (e) {
-            const ie = e instanceof IngestError ? e : new IngestError(String(e), 'storage');
-            metrics.instancesReceived.inc({ protocol: 'stow-rs', outcome: 'refused' });
-            failed.push({ reason: ie.kind === 'mismatch' ? 0xa900 : ie.kind === 'too-large' || ie.kind === 'storage' ? 0xa700 : 0xc000, message: ie.message });
-          }
-        },
-      };
-    }
-    const base = baseUrl(req);
-    const resp: DicomJson = {};
-    if (req.params.study || stored[0]) resp['00081190'] = { vr: 'UR', Value: [`${base}/studies/${req.params.study ?? stored[0]!.studyUid}`] };
-    if (stored.length) {
-      resp['00081199'] = {
-        vr: 'SQ',
-        Value: stored.map((r) => ({
-          '00081150': { vr: 'UI', Value: [r.sopClassUid] },
-          '00081155': { vr: 'UI', Value: [r.sopUid] },
-          '00081190': { vr: 'UR', Value: [`${base}/studies/${r.studyUid}/series/${r.seriesUid}/instances/${r.sopUid}`] },
-        })),
-      };
-    }
-    if (failed.length) {
-      resp['00081198'] = {
-        vr: 'SQ',
-        Value: failed.map((f) => ({
-          ...(f.sopClassUid ? { '00081150': { vr: 'UI', Value: [f.sopClassUid] } } : {}),
-          ...(f.sopUid ? { '00081155': { vr: 'UI', Value: [f.sopUid] } } : {}),
-          '00081197': { vr: 'US', Value: [f.reason] },
-        })),
-      };
-      log.warn({ failed: failed.map((f) => f.message) }, 'STOW-RS: some instances were refused');
-    }
-    const status = failed.length === 0 ? 200 : stored.length === 0 ? 409 : 202;
-    (req as FastifyRequest & { auditDetail?: Record<string, unknown> }).auditDetail = { studyUid: stored[0]?.studyUid, studies: [...new Set(stored.map((r) => r.studyUid))], stored: stored.length, failed: failed.length };
-    reply.code(status).type('application/dicom+json');
-    return JSON.stringify(resp);
-  };
-  app.post('/studies', stow);
-  app.post('/studies/:study', stow);
+  await app.register(stowRoutes, { ingestor, metrics, log, maxBytes: config.dicomweb.maxStowBytes, baseUrl });
 }

@@ -9,6 +9,8 @@ import type { Metrics } from '../ops/metrics.js';
 import type { BlobStore } from '../store/blobs.js';
 import type { StudyIndex } from '../store/study-index.js';
 import { StudyUnavailableError, type StudyCache } from '../source/study-cache.js';
+import type { Ingestor, IngestResult } from '../store/ingest.js';
+import { stowRoutes } from '../dicomweb/stow.js';
 
 export interface ExchangeServerOptions {
   host: string;
@@ -24,6 +26,8 @@ export interface ExchangeServerOptions {
   audit: AuditTrail;
   metrics: Metrics;
   log: Logger;
+  /** Studies other boxes may push here (STOW-RS on /dicom-web/studies, automatic routing), when configured. */
+  inbound?: { from: string[]; ingestor: Ingestor; maxBytes: number; onStored: (fromDomain: string, result: IngestResult) => Promise<void> };
 }
 
 type ExchangeRequest = PeerRequest & { instancesSent?: number };
@@ -66,7 +70,17 @@ export class ExchangeServer {
       reply.header('Strict-Transport-Security', 'max-age=31536000');
     });
     // The audience is only known once listening (ephemeral port, derived URL), hence a function.
-    app.addHook('onRequest', peerAccessGuard({ trustList: opts.trustList, audience: origins, maxTokenLifetimeSeconds: opts.maxTokenLifetimeSeconds, log: opts.log }));
+    const inbound = opts.inbound;
+    app.addHook(
+      'onRequest',
+      peerAccessGuard({
+        trustList: opts.trustList,
+        audience: origins,
+        maxTokenLifetimeSeconds: opts.maxTokenLifetimeSeconds,
+        log: opts.log,
+        boxRequest: { matches: (req) => req.method === 'POST', boxAllowed: (domain) => Boolean(inbound?.from.includes(domain)), what: 'push studies (routing.inbound.from)' },
+      }),
+    );
     app.addHook('onResponse', async (req, reply) => this.auditRequest(req as ExchangeRequest, reply.statusCode));
     app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
       const status = err instanceof HttpError ? err.status : err instanceof StudyUnavailableError ? 502 : (err.statusCode ?? 500);
@@ -88,6 +102,17 @@ export class ExchangeServer {
         opts.metrics.instancesSent.inc({ protocol: 'wado-rs-exchange' });
       },
     });
+    if (inbound) {
+      await app.register(stowRoutes, {
+        prefix: '/dicom-web',
+        ingestor: inbound.ingestor,
+        metrics: opts.metrics,
+        log: opts.log,
+        maxBytes: inbound.maxBytes,
+        baseUrl: () => this.wadoRsBase,
+        onStored: (req, result) => inbound.onStored((req as ExchangeRequest).peerBox!.box.domain, result),
+      });
+    }
     await app.listen({ host: opts.host, port: opts.port });
     this.base = (opts.publicUrl ?? `https://${opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host}:${this.port}`).replace(/\/$/, '');
     return this;
@@ -96,9 +121,14 @@ export class ExchangeServer {
   /** One audit record per request: the professional, through which box, which patient and study, and the outcome. */
   private async auditRequest(req: ExchangeRequest, status: number): Promise<void> {
     const params = (req.params ?? {}) as WadoParams;
-    const studyUid = params.study && UID.test(params.study) ? params.study : undefined;
+    const pushed = (req as ExchangeRequest & { auditDetail?: Record<string, unknown> }).auditDetail;
+    const studyUid = params.study && UID.test(params.study) ? params.study : (pushed?.studyUid as string | undefined);
     const patientId = studyUid ? await this.opts.index.patientOfStudy(studyUid).catch(() => undefined) : undefined;
     const caller = req.peerCaller;
+    if (req.peerBox) {
+      await this.opts.audit.record({ actorType: 'drimbox', actorId: req.peerBox.box.domain, actorAddress: clientAddress(req), action: 'exchange.store', studyUid, patientId, outcome: status < 400 ? 'success' : 'failure', detail: { status, certificateDn: req.peerBox.certificateDn, ...pushed } });
+      return;
+    }
     const refusal = req.peerRefusal;
     const outcome = status < 400 ? 'success' : status === 401 || status === 403 ? 'refused' : 'failure';
     await this.opts.audit.record({

@@ -44,6 +44,17 @@ import { findWorklist } from '../dicom/scu.js';
 import { LocalIdentities } from '../identity/local-identities.js';
 import { storeInstances } from '../dicom/scu.js';
 import { DicomwebClient } from '../dicomweb/client.js';
+import { StudyWatch } from '../routing/study-watch.js';
+import { RouteOutbox } from '../routing/outbox.js';
+import { Router } from '../routing/router.js';
+import { routingApi } from '../routing/routes.js';
+import { DicomDestination, OpendrimDestination, type RouteDestination } from '../routing/destinations.js';
+import { IncomingStudies } from '../routing/incoming-studies.js';
+import { PatientDirectory } from '../identity/patient-directory.js';
+import { IdentityReconciler } from '../identity/reconciler.js';
+import { ReconciliationQueue } from '../identity/reconciliation-queue.js';
+import { fromPersonName } from '../identity/demographics.js';
+import type { OutboundInstance } from '../dicom/scu.js';
 
 export const VERSION = '0.1.0';
 
@@ -80,6 +91,13 @@ export class OpenDrimNode {
   prefetcher: Prefetcher | undefined;
   /** The worklist read for the schedule, when prefetch.worklist is configured. */
   worklist: WorklistPoller | undefined;
+  /** Automatic routing to other institutions, when `routing` has rules. */
+  router: Router | undefined;
+  outbox: RouteOutbox | undefined;
+  /** Studies from other institutions entering the local PACS through reconciliation, when routing.inbound is set. */
+  incoming: IncomingStudies | undefined;
+  reconciliation: ReconciliationQueue | undefined;
+  directory: PatientDirectory | undefined;
   /** Gauges refreshed from the database before each /metrics scrape. */
   private readonly collectors: Array<() => Promise<void>> = [];
   private sessionSweep: NodeJS.Timeout | undefined;
@@ -157,8 +175,11 @@ export class OpenDrimNode {
     await this.http.register(dicomwebRoutes, { prefix: '/dicom-web', config, index: this.index, blobs: this.blobs, ingestor: this.ingestor, metrics, log, audit: this.audit });
     await this.http.register(auditRoutes, { prefix: '/api/audit', audit: this.audit, config, log });
 
+    if (config.routing?.inbound) this.prepareIncoming(config.routing.inbound, config.routing.stableSeconds);
     if (config.exchange) await this.startExchange(config.exchange, tlsFiles!);
+    if (config.routing) this.startRouting(config.routing, tlsFiles);
     if (config.consumer) await this.startConsumer(config.consumer, tlsFiles);
+    if (config.routing) await this.http.register(routingApi, { prefix: '/api/routing', outbox: this.outbox, watch: new StudyWatch(this.database.db), config, log: log.child({ component: 'routing' }) });
     await this.dicom.listen();
     await this.http.listen({ port: config.httpPort, host: config.bind });
     if (config.source) this.publisher = this.startSource(config.source, tlsFiles);
@@ -166,7 +187,7 @@ export class OpenDrimNode {
       const handlers = [
         ...(this.publisher ? [sourceHl7Handler(this.publisher, log.child({ component: 'source' }))] : []),
         ...(this.prefetcher ? [prefetchHl7Handler(this.prefetcher, log.child({ component: 'prefetch' }))] : []),
-        ...(this.identities ? [adtHl7Handler(this.identities, this.audit, log.child({ component: 'identity' }))] : []),
+        ...(this.identities ? [adtHl7Handler(this.identities, this.audit, log.child({ component: 'identity' }), this.directory)] : []),
       ];
       this.hl7 = new MllpServer({
         host: config.bind,
@@ -268,9 +289,123 @@ export class OpenDrimNode {
       audit: this.audit,
       metrics: this.metrics,
       log: xlog,
+      inbound: this.incoming
+        ? {
+            from: config.routing!.inbound!.from,
+            ingestor: this.ingestor,
+            maxBytes: config.dicomweb.maxStowBytes,
+            onStored: (domain, result) => this.incoming!.arrived(result.studyUid, `box:${domain}`),
+          }
+        : undefined,
     }).listen();
     const caps = new Map((config.consumer?.sources ?? []).filter((s) => s.maxMbps).map((s) => [new URL(s.origin).origin, Bandwidth.megabits(s.maxMbps!)]));
     this.sourceBoxes = new SourceBoxRetriever({ identity: { domain: exchange.domain, tls: { cert: tls.cert, key: tls.key, ca: tls.ca } }, ingestor: this.ingestor, audit: this.audit, log: log.child({ component: 'consumer' }), bandwidthOf: (origin) => caps.get(origin) });
+  }
+
+  /** The local PACS as a gateway, by AE title among the peers. */
+  private pacsGateway(aeTitle: string): PacsGateway {
+    const peer = this.config.peers.find((p) => p.aeTitle === aeTitle)!;
+    return new PacsGateway(remoteFor(this.config, peer), this.config.aeTitle);
+  }
+
+  /** Stores files into a PACS peer the way the configuration says (C-STORE, or STOW-RS when asked). */
+  private pacsSender(aeTitle: string, method: 'C-STORE' | 'STOW-RS' = 'C-STORE') {
+    const peer = this.config.peers.find((p) => p.aeTitle === aeTitle)!;
+    return async (files: OutboundInstance[]) => {
+      if (method === 'STOW-RS') {
+        const r = await new DicomwebClient(peer.dicomweb!).store(files.map((f) => f.path));
+        return { completed: r.stored, failed: r.failed };
+      }
+      return storeInstances(remoteFor(this.config, peer), this.config.aeTitle, files);
+    };
+  }
+
+  /**
+   * Studies other institutions push here: each patient reconciled with the local identity domain (ADT
+   * directory, the local PACS, earlier decisions) before the study is stored into the local PACS.
+   */
+  private prepareIncoming(inbound: NonNullable<NonNullable<Config['routing']>['inbound']>, stableSeconds: number): void {
+    const { config, log } = this;
+    const gateway = this.pacsGateway(inbound.pacs);
+    const identities = new LocalIdentities(this.database.db, inbound.issuer, (ins) => gateway.patientIdsByOtherId(ins));
+    this.identities ??= identities;
+    this.directory = new PatientDirectory(this.database.db, inbound.issuer);
+    const reconciler = new IdentityReconciler({
+      directory: this.directory,
+      identities,
+      pacsBornOn: async (birthDate) =>
+        (await gateway.patientsBornOn(birthDate))
+          .filter((p) => !p.issuer || p.issuer === inbound.issuer)
+          .map((p) => {
+            const n = fromPersonName(p.name);
+            const birthName = fromPersonName(p.birthName).family;
+            return { localId: p.patientId, issuer: inbound.issuer, source: 'pacs', demographics: { birthName: birthName || n.family, usedName: birthName ? n.family : undefined, givenNames: n.given, birthDate, sex: p.sex || undefined } };
+          }),
+    });
+    this.reconciliation = new ReconciliationQueue(this.database.db, this.directory, inbound.newIdPrefix);
+    const send = this.pacsSender(inbound.pacs);
+    this.incoming = new IncomingStudies({
+      watch: new StudyWatch(this.database.db),
+      reconciler,
+      queue: this.reconciliation,
+      index: this.index,
+      blobs: this.blobs,
+      pacs: { send, countInstances: (studyUid, patientId) => gateway.countInstances(studyUid, patientId) },
+      issuer: inbound.issuer,
+      workDir: path.join(config.dataDir, 'tmp'),
+      stableMs: stableSeconds * 1000,
+      audit: this.audit,
+      log: log.child({ component: 'incoming' }),
+    });
+    this.incoming.start();
+  }
+
+  /** Rule-based sending of stable studies to other institutions, through the durable outbox. */
+  private startRouting(routing: NonNullable<Config['routing']>, tlsFiles: ReturnType<typeof tlsMaterial>): void {
+    const { config, log } = this;
+    if (!routing.rules.length) return;
+    const rlog = log.child({ component: 'routing' });
+    const destinations = new Map<string, RouteDestination>();
+    for (const d of routing.destinations) {
+      if (d.type === 'opendrim') destinations.set(d.name, new OpendrimDestination({ name: d.name, url: d.url, tls: { cert: tlsFiles!.cert, key: tlsFiles!.key, ca: tlsFiles!.ca }, gzip: d.gzip, parallel: d.parallel, batch: d.batch }));
+      else destinations.set(d.name, new DicomDestination({ name: d.name, remote: remoteFor(config, config.peers.find((p) => p.aeTitle === d.peer)!), callingAe: config.aeTitle }));
+    }
+    const watchPacs = routing.watchPacs;
+    const gateway = watchPacs ? this.pacsGateway(watchPacs.peer) : undefined;
+    // Studies watched in the PACS are brought into the local cache to be sent (the exchange's cache when the
+    // same PACS serves both, so a study asked for by a box and routed is fetched once).
+    const cache =
+      this.studyCache ??
+      (gateway
+        ? new StudyCache({ db: this.database.db, index: this.index, ingestor: this.ingestor, blobs: this.blobs, pacs: gateway, retrieve: 'C-GET', aeTitle: config.aeTitle, limits: { maxBytes: 50 * 1024 ** 3, maxAgeMs: 7 * 86400_000, minResidencyMs: 3600_000 }, log: rlog })
+        : undefined);
+    this.outbox = new RouteOutbox({
+      db: this.database.db,
+      dialect: this.database.dialect,
+      destinations,
+      files: async (studyUid) => {
+        if (cache) await cache.prepare({ studyUid });
+        const list = await this.index.listInstances({ studyUid });
+        return list.map((i) => {
+          const p = this.blobs.localPath?.(i.blobKey);
+          if (!p) throw new Error('routing sends from local files: the blob store must be the filesystem');
+          return { sopClassUid: i.sopClassUid, sopInstanceUid: i.sopUid, transferSyntaxUid: i.transferSyntaxUid, path: p };
+        });
+      },
+      audit: this.audit,
+      log: rlog,
+      maxAttempts: routing.maxAttempts,
+    });
+    this.outbox.start();
+    this.router = new Router({
+      watch: new StudyWatch(this.database.db),
+      outbox: this.outbox,
+      rules: routing.rules,
+      stableMs: routing.stableSeconds * 1000,
+      pacs: gateway && watchPacs ? { gateway, everyMs: watchPacs.everySeconds * 1000, lookbackDays: watchPacs.lookbackDays } : undefined,
+      log: rlog,
+    });
+    this.router.start();
   }
 
   /**
@@ -364,6 +499,8 @@ export class OpenDrimNode {
       remote,
       prefetcher: this.prefetcher,
       imports: this.imports,
+      incoming: this.incoming,
+      reconciliation: this.reconciliation,
       index: this.index,
       blobs: this.blobs,
       audit: this.audit,
@@ -383,6 +520,9 @@ export class OpenDrimNode {
     if (this.trustListTimer) clearInterval(this.trustListTimer);
     if (this.sessionSweep) clearInterval(this.sessionSweep);
     this.imports?.stop();
+    this.router?.stop();
+    this.outbox?.stop();
+    this.incoming?.stop();
     this.prefetcher?.stop();
     this.worklist?.stop();
     this.studyCache?.stop();

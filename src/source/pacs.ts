@@ -121,4 +121,24 @@ export class PacsGateway {
     const rows = await find(this.remote, this.callingAe, 'STUDY', { StudyInstanceUID: studyUid, NumberOfStudyRelatedInstances: '' });
     return rows.length ? Number(str(rows[0]!, '00201208')) || 0 : 0;
   }
+
+  /** Studies dated within [from, to] (YYYYMMDD) with their instance counts: what a watcher compares over time. */
+  async recentStudies(from: string, to: string): Promise<Array<{ studyUid: string; instances: number }>> {
+    const rows = await find(this.remote, this.callingAe, 'STUDY', { StudyDate: `${from}-${to}`, StudyInstanceUID: '', NumberOfStudyRelatedInstances: '' });
+    return rows.map((r) => ({ studyUid: str(r, '0020000D'), instances: Number(str(r, '00201208')) || 0 })).filter((s) => s.studyUid !== '');
+  }
+
+  /** What routing rules look at: modalities, stations and institutions of the series, the referring physician. */
+  async studyFacts(studyUid: string): Promise<{ modalities: string[]; stationNames: string[]; institutionNames: string[]; referringPhysicianName?: string }> {
+    const study = (await find(this.remote, this.callingAe, 'STUDY', { StudyInstanceUID: studyUid, ReferringPhysicianName: '', InstitutionName: '' }))[0];
+    const series = await find(this.remote, this.callingAe, 'SERIES', { StudyInstanceUID: studyUid, SeriesInstanceUID: '', Modality: '', StationName: '', InstitutionName: '' });
+    const set = (tag: string) => [...new Set([...(study && tag === '00080080' ? [str(study, tag)] : []), ...series.map((r) => str(r, tag))].filter(Boolean))];
+    return { modalities: set('00080060'), stationNames: set('00081010'), institutionNames: set('00080080'), referringPhysicianName: study ? str(study, '00080090') || undefined : undefined };
+  }
+
+  /** Patients the PACS knows born on a date (Patient Root), with their names: local identities for reconciliation. */
+  async patientsBornOn(birthDate: string): Promise<Array<{ patientId: string; issuer: string; name: string; birthName: string; sex: string }>> {
+    const rows = await find(this.remote, this.callingAe, 'PATIENT', { PatientID: '', IssuerOfPatientID: '', PatientName: '', PatientBirthDate: birthDate, PatientSex: '' }, 'PATIENT');
+    return rows.map((r) => ({ patientId: str(r, '00100020'), issuer: str(r, '00100021'), name: str(r, '00100010'), birthName: str(r, '00101005'), sex: str(r, '00100040') })).filter((p) => p.patientId !== '');
+  }
 }

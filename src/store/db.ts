@@ -207,6 +207,7 @@ export interface WatchedStudyTable {
   handled_instances: Generated<number>;
   state: string;
   case_id: number | null;
+  facts: string | null;
   error: string | null;
   claimed_by: string | null;
   updated_at: string;

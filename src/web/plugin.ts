@@ -16,6 +16,9 @@ import type { DmpExams } from '../consumer/dmp-exams.js';
 import type { RemoteExamCache } from '../consumer/remote-exam-cache.js';
 import type { PacsImports } from '../consumer/pacs-import.js';
 import { importRoutes } from './import-routes.js';
+import type { IncomingStudies } from '../routing/incoming-studies.js';
+import type { ReconciliationQueue } from '../identity/reconciliation-queue.js';
+import { reconciliationRoutes } from './reconciliation-routes.js';
 import { prefetchRoutes } from './prefetch-routes.js';
 import type { Prefetcher } from '../prefetch/prefetcher.js';
 import type { StudyIndex } from '../store/study-index.js';
@@ -46,6 +49,9 @@ export interface WebDeps {
   remote: RemoteExamCache;
   imports?: PacsImports;
   prefetcher?: Prefetcher;
+  /** Studies from other institutions and the manual reconciliation queue, when routing.inbound is configured. */
+  incoming?: IncomingStudies;
+  reconciliation?: ReconciliationQueue;
   index: StudyIndex;
   blobs: BlobStore;
   audit: AuditTrail;
@@ -249,5 +255,6 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
     await scoped.register(viewerRoutes, { deps });
     await scoped.register(importRoutes, { deps });
     if (deps.prefetcher) await scoped.register(prefetchRoutes, { deps });
+    if (deps.incoming && deps.reconciliation) await scoped.register(reconciliationRoutes, { deps });
   });
 }

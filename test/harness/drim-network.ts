@@ -33,12 +33,14 @@ export interface DrimNetwork {
   b: Node;
   /** Base URL of B's web application. */
   bUrl: string;
+  /** Base URL of B's exchange port (other boxes push routed studies there). */
+  bExchangeUrl: string;
   /** Sends a report from A's RIS (ORU^R01 over MLLP); throws unless ACKed AA. */
   publish(spec: ReportSpec): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAccessTokenTtlSeconds?: number; /** More configuration for B (e.g. prefetch). */ bConfig?: Record<string, unknown>; /** B's PACS also serves a worklist from this folder. */ pacsBWorklists?: string }): Promise<DrimNetwork> {
+export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAccessTokenTtlSeconds?: number; /** More configuration for B (e.g. prefetch). */ bConfig?: Record<string, unknown>; /** More configuration for A, knowing where B's exchange port will be (e.g. routing). */ aConfig?: (ctx: { bExchangeUrl: string }) => Record<string, unknown>; /** B's PACS also serves a worklist from this folder. */ pacsBWorklists?: string }): Promise<DrimNetwork> {
   const work = mkdtempSync(path.join(tmpdir(), 'drim-net-'));
   const pki = makeTestPki();
   const boxA = issueBoxCertificate(pki, 'drimbox.chu-a.test', 'CHU A');
@@ -47,20 +49,22 @@ export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAcces
   writeFileSync(path.join(work, 'authority.pem'), await exportSPKI(authority.publicKey));
   const list = { issuer: 'ANS (test)', issuedAt: new Date().toISOString(), version: 1, entries: [{ domain: 'drimbox.chu-a.test', subjectDn: boxA.subjectDn }, { domain: 'drimbox.cabinet-b.test', subjectDn: boxB.subjectDn }] };
   writeFileSync(path.join(work, 'trust-list.jws'), await new CompactSign(new TextEncoder().encode(JSON.stringify(list))).setProtectedHeader({ alg: 'ES256' }).sign(authority.privateKey));
-  const exchange = (domain: string) => ({ port: 0, domain, trustList: { file: path.join(work, 'trust-list.jws'), authority: path.join(work, 'authority.pem') } });
+  const bExchangePort = await freePort();
+  const bExchangeUrl = `https://127.0.0.1:${bExchangePort}`;
+  const exchange = (domain: string, port = 0) => ({ port, domain, trustList: { file: path.join(work, 'trust-list.jws'), authority: path.join(work, 'authority.pem') } });
 
   const orthanc = await startOrthanc({ name: 'chu-a-pacs', aet: 'PACS' });
   for (const f of opts.loadIntoPacsA) await orthanc.api('POST', '/instances', readFileSync(f));
   const dmp = await new DmpServer({ host: '127.0.0.1', port: 0, dataDir: path.join(work, 'dmp'), log: createLogger('silent') }).start();
   const dmpUrls = { registryUrl: `${dmp.url}/registry`, repositoryUrl: `${dmp.url}/repository` };
-  const a = await startTestNode({ aeTitle: 'DRIMBOXA', dicomTlsPort: 0, tls: { cert: boxA.cert, key: boxA.key, ca: pki.ca }, exchange: exchange('drimbox.chu-a.test'), peers: [{ aeTitle: 'PACS', host: '127.0.0.1', port: orthanc.dicomPort }], source: { pacs: 'PACS', dmp: dmpUrls, organisation: { finess: '750712184', name: 'CHU A' } } });
+  const a = await startTestNode({ aeTitle: 'DRIMBOXA', dicomTlsPort: 0, tls: { cert: boxA.cert, key: boxA.key, ca: pki.ca }, exchange: exchange('drimbox.chu-a.test'), peers: [{ aeTitle: 'PACS', host: '127.0.0.1', port: orthanc.dicomPort }], source: { pacs: 'PACS', dmp: dmpUrls, organisation: { finess: '750712184', name: 'CHU A' } }, ...(opts.aConfig?.({ bExchangeUrl }) ?? {}) });
   const pacsB = await startOrthanc({ name: 'cabinet-b-pacs', aet: 'PACSB', worklists: opts.pacsBWorklists });
   const bPort = await freePort();
   const bUrl = `https://127.0.0.1:${bPort}`;
   // PSC over HTTPS; box B authenticates to it with its certificate (tls_client_auth), as PSC requires.
   const psc = await new PscServer({ host: '127.0.0.1', port: 0, accessTokenTtlSeconds: opts.pscAccessTokenTtlSeconds, tls: { cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey), ca: readFileSync(pki.ca) }, clients: [{ clientId: 'opendrim-b', tlsSubjectDn: boxB.subjectDn, redirectUris: [`${bUrl}/auth/callback`], postLogoutRedirectUris: [`${bUrl}/auth/login`] }], log: createLogger('silent') }).start();
   // B serves its web UI over HTTPS with its box certificate (from the test authority: browsers are told to accept it).
-  const b = await startTestNode({ aeTitle: 'DRIMBOXB', httpPort: bPort, publicUrl: bUrl, dicomTlsPort: 0, tls: { cert: boxB.cert, key: boxB.key, ca: pki.ca }, exchange: exchange('drimbox.cabinet-b.test'), peers: [{ aeTitle: 'PACSB', host: '127.0.0.1', port: pacsB.dicomPort }], consumer: { psc: { issuer: psc.issuer, clientId: 'opendrim-b', clientAuth: 'tls_client_auth' }, dmp: dmpUrls, import: { pacs: 'PACSB', issuer: 'CABINET-B' } }, ...(opts.bConfig ?? {}) });
+  const b = await startTestNode({ aeTitle: 'DRIMBOXB', httpPort: bPort, publicUrl: bUrl, dicomTlsPort: 0, tls: { cert: boxB.cert, key: boxB.key, ca: pki.ca }, exchange: exchange('drimbox.cabinet-b.test', bExchangePort), peers: [{ aeTitle: 'PACSB', host: '127.0.0.1', port: pacsB.dicomPort }], consumer: { psc: { issuer: psc.issuer, clientId: 'opendrim-b', clientAuth: 'tls_client_auth' }, dmp: dmpUrls, import: { pacs: 'PACSB', issuer: 'CABINET-B' } }, ...(opts.bConfig ?? {}) });
 
   return {
     work,
@@ -72,6 +76,7 @@ export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAcces
     a,
     b,
     bUrl,
+    bExchangeUrl,
     async publish(spec) {
       const ack = parseMessage(await sendMllp('127.0.0.1', a.hl7Port!, oruR01(spec, imagingReportCda(spec))));
       if (ack.segment('MSA')!.get(1) !== 'AA') throw new Error(`report not published: ${ack.segment('ERR')?.get(8)}`);

@@ -1,0 +1,131 @@
+/**
+ * Routing between institutions end to end: a study stored into CHU A's PACS (Orthanc) becomes stable, matches a
+ * rule (its referring physician works at Cabinet B), and A's outbox pushes it over mutual TLS to B's exchange
+ * port (STOW-RS, gzip); B reconciles the patient with its own identity domain (fed by ADT) and stores the study
+ * into its PACS (a second Orthanc) under B's local patient ID, the original IDs kept in Other Patient IDs.
+ * A patient B cannot match safely waits in B's reconciliation queue and is resolved in Chromium.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import { mtlsFetch } from '../../src/common/mtls-fetch.js';
+import path from 'node:path';
+import { generateStudy, type GeneratedStudy } from '../harness/gen-study.js';
+import { haveCommand } from '../harness/peers.js';
+import { CHROMIUM, launchChromium, pscLogin, startDrimNetwork, type DrimNetwork } from '../harness/drim-network.js';
+import { sendMllp } from '../../src/hl7/mllp.js';
+import { parseMessage } from '../../src/hl7/message.js';
+import { find } from '../../src/dicom/scu.js';
+
+const skip = haveCommand('Orthanc') ? false : 'Orthanc is not installed';
+
+describe('routing: A → B automatically, identities reconciled on arrival', { skip }, () => {
+  let net: DrimNetwork;
+  let gen: string;
+  let matched: GeneratedStudy;
+  let unsure: GeneratedStudy;
+  let elsewhere: GeneratedStudy;
+  const waitFor = async <T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> => {
+    const t0 = Date.now();
+    for (;;) {
+      const v = await probe();
+      if (v !== undefined) return v;
+      if (Date.now() - t0 > ms) assert.fail(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  };
+  const inPacsB = (studyUid: string) => find({ aeTitle: 'PACSB', host: '127.0.0.1', port: net.pacsB.dicomPort }, 'DRIMBOXB', 'STUDY', { StudyInstanceUID: studyUid, PatientID: '', IssuerOfPatientID: '', OtherPatientIDs: '', NumberOfStudyRelatedInstances: '' });
+  const adtToB = async (segments: string[]) => {
+    const ack = parseMessage(await sendMllp('127.0.0.1', net.b.hl7Port!, segments.join('\r')));
+    assert.equal(ack.segment('MSA')!.get(1), 'AA', ack.segment('ERR')?.get(8));
+  };
+  // A's HTTP port is HTTPS with the test authority's certificate.
+  const transfers = async () => (await (await mtlsFetch({ cert: readFileSync(net.pki.serverCert), key: readFileSync(net.pki.serverKey), ca: readFileSync(net.pki.ca) })(`https://127.0.0.1:${net.a.httpPort}/api/routing/transfers`)).json()) as { transfers: Array<{ id: number; studyUid: string; status: string; sent: number; total: number; destination: string; error?: string }> };
+
+  before(async () => {
+    gen = path.join(process.env.TMPDIR ?? '/tmp', `routing-it-${process.pid}`);
+    const today = new Date().toISOString().slice(0, 10).replace(/-/g, '');
+    const common = { rows: 64, cols: 64, studyDate: today, issuer: 'CHU-A' };
+    // At A the patient's name lost its accents and the married name is used; B knows the birth name (ADT).
+    matched = generateStudy({ out: path.join(gen, 'm'), modality: 'CT', series: 2, slices: 6, patientId: 'A-1001', patientName: 'LEFEVRE^HELENE', birthDate: '19620315', sex: 'F', referring: 'DURAND^Sophie', accession: 'R-1', ...common });
+    unsure = generateStudy({ out: path.join(gen, 'u'), modality: 'MR', series: 1, slices: 4, patientId: 'A-1002', patientName: 'GARNIER^LEA', birthDate: '20150704', sex: 'F', referring: 'DURAND^Sophie', accession: 'R-2', ...common });
+    elsewhere = generateStudy({ out: path.join(gen, 'e'), modality: 'CR', series: 1, slices: 1, patientId: 'A-1003', patientName: 'PETIT^JEAN', birthDate: '19500101', sex: 'M', referring: 'HOUSE^Gregory', accession: 'R-3', ...common });
+    net = await startDrimNetwork({
+      loadIntoPacsA: [],
+      aConfig: ({ bExchangeUrl }) => ({
+        routing: {
+          stableSeconds: 2,
+          watchPacs: { peer: 'PACS', everySeconds: 1, lookbackDays: 1 },
+          destinations: [{ name: 'cabinet-b', type: 'opendrim', url: bExchangeUrl, gzip: true, parallel: 2, batch: 4 }],
+          rules: [{ name: 'medecins-cabinet-b', when: { referringPhysicianName: ['DURAND^SOPHIE', 'MOREAU^*'] }, destinations: ['cabinet-b'] }],
+        },
+      }),
+      bConfig: { routing: { stableSeconds: 2, inbound: { from: ['drimbox.chu-a.test'], pacs: 'PACSB', issuer: 'CABINET-B', newIdPrefix: 'B-NEW-' } } },
+    });
+    const msh = (type: string, id: string) => `MSH|^~\\&|DPI|CABINET-B|OPENDRIM|CABINET-B|20261203100000||${type}|${id}|P|2.5`;
+    await adtToB([msh('ADT^A28^ADT_A05', 'ADT-1'), 'PID|||B-4242^^^CABINET-B&1.2.250.1.999.2&ISO^PI||LEFÈVRE^HÉLÈNE^MARIE^^^^L~MOREL^HÉLÈNE^^^^^D||19620315|F']);
+    // Twins at B: LÉA and LÉNA GARNIER, born the same day. An incoming LEA must not be filed automatically.
+    await adtToB([msh('ADT^A28^ADT_A05', 'ADT-2'), 'PID|||B-5001^^^CABINET-B&1.2.250.1.999.2&ISO^PI||GARNIER^LÉA^^^^^L||20150704|F']);
+    await adtToB([msh('ADT^A28^ADT_A05', 'ADT-3'), 'PID|||B-5002^^^CABINET-B&1.2.250.1.999.2&ISO^PI||GARNIER^LÉNA^^^^^L||20150704|F']);
+  });
+  after(async () => {
+    await net?.stop();
+    rmSync(gen, { recursive: true, force: true });
+  });
+
+  test('a stable study whose referring physician works at B lands in B’s PACS under B’s patient ID', async () => {
+    for (const f of [...matched.files, ...elsewhere.files]) await net.orthanc.api('POST', '/instances', readFileSync(f));
+    const rows = await waitFor('the study in PACS B', async () => {
+      const r = await inPacsB(matched.studyUid);
+      return r.length && Number((r[0]!['00201208']?.Value ?? [])[0]) === matched.files.length ? r : undefined;
+    });
+    assert.equal(rows[0]!['00100020']?.Value?.[0], 'B-4242', 'filed under B’s local patient ID');
+    assert.equal(rows[0]!['00100021']?.Value?.[0], 'CABINET-B');
+    const t = (await transfers()).transfers.find((x) => x.studyUid === matched.studyUid);
+    assert.equal(t?.status, 'done');
+    assert.equal(t?.sent, matched.files.length);
+    assert.equal(t?.total, matched.files.length);
+    // The original identifiers stay in the instances (Other Patient IDs Sequence), read back through Orthanc.
+    const inst = await net.pacsB.api<string[]>('GET', '/instances');
+    const tags = await net.pacsB.api<Record<string, { Value: unknown }>>('GET', `/instances/${inst[0]}/tags`);
+    assert.match(JSON.stringify(tags['0010,1002']), /A-1001/);
+    // The other study's referring physician is not at B: nothing queued, nothing in B's PACS.
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal((await transfers()).transfers.some((x) => x.studyUid === elsewhere.studyUid), false);
+    assert.equal((await inPacsB(elsewhere.studyUid)).length, 0);
+    // A's audit shows the send; B's the push by A's box and the automatic reconciliation.
+    await Promise.all([net.a.audit.flush(), net.b.audit.flush()]);
+    assert.ok((await net.a.audit.search({ action: 'routing.send', studyUid: matched.studyUid })).some((r) => r.outcome === 'success'));
+    assert.ok((await net.b.audit.search({ action: 'exchange.store', studyUid: matched.studyUid })).some((r) => r.actorId === 'drimbox.chu-a.test'));
+    assert.ok((await net.b.audit.search({ action: 'identity.reconcile', studyUid: matched.studyUid })).some((r) => (r.detail as { decision?: string }).decision === 'automatic'));
+  });
+
+  test('a patient B cannot match safely waits in the queue, and is filed once a person chooses (Chromium)', { skip: haveCommand(CHROMIUM) || CHROMIUM.startsWith('/') ? false : 'chromium missing' }, async () => {
+    for (const f of unsure.files) await net.orthanc.api('POST', '/instances', readFileSync(f));
+    const c = await waitFor('a reconciliation case at B', async () => (await net.b.reconciliation!.list('open')).find((x) => x.studyUid === unsure.studyUid));
+    assert.deepEqual(c.candidates.map((k) => k.localId).sort(), ['B-5001', 'B-5002']);
+    assert.equal((await inPacsB(unsure.studyUid)).length, 0, 'nothing reaches the PACS before the decision');
+    const browser = await launchChromium();
+    try {
+      const pg = await (await browser.newContext({ viewport: { width: 1400, height: 800 }, ignoreHTTPSErrors: true })).newPage();
+      await pg.goto(`${net.bUrl}/app/reconciliation`);
+      await pg.click('#psc-login');
+      await pscLogin(pg);
+      if (!pg.url().includes('/app/reconciliation')) await pg.goto(`${net.bUrl}/app/reconciliation`);
+      const card = pg.locator(`section.case[data-study="${unsure.studyUid}"]`);
+      await card.waitFor();
+      assert.match(await card.locator('tr.incoming').innerText(), /GARNIER/);
+      assert.equal(await card.locator('tr.candidate').count(), 2);
+      await Promise.all([pg.waitForURL(/done=B-5001/), card.locator('tr.candidate[data-local-id="B-5001"] button.accept').click()]);
+      assert.match(await pg.locator('#decided').innerText(), /B-5001/);
+      if (process.env.SCREENSHOTS) await pg.screenshot({ path: path.join(process.env.SCREENSHOTS, 'reconciliation.png'), fullPage: true });
+    } finally {
+      await browser.close();
+    }
+    const rows = await inPacsB(unsure.studyUid);
+    assert.equal(rows[0]?.['00100020']?.Value?.[0], 'B-5001');
+    assert.equal(Number(rows[0]?.['00201208']?.Value?.[0]), unsure.files.length);
+    // The decision is remembered: the same patient from A is matched by identifier next time.
+    assert.deepEqual(await net.b.incoming!['deps'].reconciler.reconcile({ identifiers: [{ id: 'A-1002', issuer: 'CHU-A' }], demographics: { birthName: 'GARNIER', givenNames: ['LEA'], birthDate: '20150704', sex: 'F' } }), { kind: 'automatic', localId: 'B-5001', method: 'identifier' });
+  });
+});
