@@ -11,6 +11,7 @@ import { echo, find, move, storeInstances, type Remote } from './dicom/scu.js';
 import { IngestError } from './store/ingest.js';
 import { openStore } from './store/open-store.js';
 import { AuditTrail } from './audit/audit-trail.js';
+import { sendMedia } from './media/send-media.js';
 
 const HELP = `opendrim ${VERSION} — an open-source DRIMbox (DICOM, DICOMweb, HL7, IHE XDS-I.b gateway)
 
@@ -23,6 +24,9 @@ Commands:
   move PEER STUDY_UID [DEST]    ask PEER to C-MOVE a study to DEST (default: this node)
   send STUDY_UID PEER           C-STORE a study held by this node to a peer
   import DIR                    import every DICOM file under DIR into this node's store
+  media import PATH [--url URL] a patient's CD/DVD/USB folder (DICOMDIR or plain) or a zip/XDM archive, sent to
+                                the running node (default http(s)://127.0.0.1:httpPort), which reconciles each
+                                exam with a local patient and stores it into the PACS; prints the report
   audit verify                  check the audit trail's hash chain (exit 1 if a record was altered or removed)
   config                        print the effective configuration (after file and environment)
   dmp [--port N] [--data-dir D] run the DMP stand-in (IHE XDS.b registry + repository, for tests and demos;
@@ -71,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, port: { type: 'string' }, 'data-dir': { type: 'string' }, bind: { type: 'string' }, client: { type: 'string' }, redirect: { type: 'string', multiple: true }, key: { type: 'string' }, in: { type: 'string' }, out: { type: 'string' } },
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, port: { type: 'string' }, 'data-dir': { type: 'string' }, bind: { type: 'string' }, client: { type: 'string' }, redirect: { type: 'string', multiple: true }, key: { type: 'string' }, in: { type: 'string' }, out: { type: 'string' }, url: { type: 'string' } },
   });
   if (values.help) {
     console.log(HELP);
@@ -187,6 +191,15 @@ export async function main(argv: string[]): Promise<number> {
       } finally {
         await store.close();
       }
+    }
+    case 'media': {
+      if (args[0] !== 'import' || !args[1]) throw new ConfigError('usage: opendrim media import PATH [--url URL]');
+      const report = await sendMedia(config, args[1], values.url);
+      console.log(JSON.stringify(report, null, 2));
+      const failed = report.studies.filter((s) => s.outcome.state === 'failed').length;
+      const waiting = report.studies.filter((s) => s.outcome.state === 'waiting-identity').length;
+      console.error(`${report.instances} instance(s) in ${report.studies.length} exam(s): ${report.studies.length - failed - waiting} stored into the PACS, ${waiting} waiting for identity reconciliation, ${failed} failed; ${report.problems.length} file(s) not imported`);
+      return failed ? 1 : 0;
     }
     case 'import': {
       if (!args[0]) throw new ConfigError('usage: opendrim import DIR');

@@ -275,8 +275,7 @@ export const ConfigSchema = z
       .optional(),
     /**
      * Routing between institutions: studies that become stable (no new instance for `stableSeconds`) are matched
-     * against `rules` and sent to their destinations through a durable outbox; studies pushed here by other
-     * boxes (`inbound`) enter the local PACS through identity reconciliation.
+     * against `rules` and sent to their destinations through a durable outbox (the receiving side: `incoming`).
      */
     routing: z
       .object({
@@ -333,21 +332,30 @@ export const ConfigSchema = z
           .default([]),
         /** Retry policy of the outbox. */
         maxAttempts: z.number().int().positive().default(8),
-        /**
-         * Studies other boxes push here (POST on the exchange port), accepted only from these trust-list domains,
-         * reconciled to a local patient, then stored into `pacs` (one of `peers`) under the local identity.
-         */
-        inbound: z
-          .object({
-            from: z.array(z.string().min(1)).min(1),
-            pacs: z.string().min(1),
-            /** Identifier issuer of the local identity domain (IssuerOfPatientID written). */
-            issuer: z.string().min(1),
-            /** Prefix of identifiers created from the reconciliation queue ("create a new patient"). */
-            newIdPrefix: z.string().default('EXT'),
-          })
+      })
+      .strict()
+      .optional(),
+    /**
+     * Studies from outside the institution (pushed by other boxes' routing, read from patients' CDs) enter the
+     * local PACS through identity reconciliation: matched to a local patient, rewritten to the local identity.
+     */
+    incoming: z
+      .object({
+        /** The local PACS (one of `peers`) the reconciled studies are stored into. */
+        pacs: z.string().min(1),
+        /** Issuer of the local identity domain (IssuerOfPatientID written). */
+        issuer: z.string().min(1),
+        /** Prefix of identifiers created from the reconciliation queue ("create a new patient"). */
+        newIdPrefix: z.string().regex(/^[\w.-]{0,16}$/).default('EXT'),
+        /** A pushed study is reconciled once no instance has come for this long. */
+        stableSeconds: z.number().positive().default(60),
+        /** Boxes (trust-list domains) allowed to push studies to the exchange port (automatic routing). */
+        acceptFromBoxes: z.array(z.string().min(1)).default([]),
+        /** Limits on media (CD/DVD/USB content, zip archives) imported at once. */
+        media: z
+          .object({ maxBytes: z.number().int().positive().default(16 * 1024 ** 3), maxFiles: z.number().int().positive().default(200_000), maxRatio: z.number().positive().default(200) })
           .strict()
-          .optional(),
+          .default({ maxBytes: 16 * 1024 ** 3, maxFiles: 200_000, maxRatio: 200 }),
       })
       .strict()
       .optional(),
@@ -544,10 +552,11 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     }
     for (const [i, r] of routing.rules.entries())
       for (const d of r.destinations) if (!names.has(d)) throw new ConfigError(`invalid configuration: routing.rules[${i}] (${r.name}): destination ${d} is not one of routing.destinations`);
-    if (routing.inbound) {
-      if (!cfg.exchange) throw new ConfigError('invalid configuration: routing.inbound needs exchange (other boxes push studies to the exchange port)');
-      if (!isPeer(routing.inbound.pacs)) throw new ConfigError(`invalid configuration: routing.inbound.pacs: ${routing.inbound.pacs} is not one of the configured peers`);
-    }
+  }
+  const incoming = cfg.incoming;
+  if (incoming) {
+    if (!cfg.peers.some((p) => p.aeTitle === incoming.pacs)) throw new ConfigError(`invalid configuration: incoming.pacs: ${incoming.pacs} is not one of the configured peers`);
+    if (incoming.acceptFromBoxes.length && !cfg.exchange) throw new ConfigError('invalid configuration: incoming.acceptFromBoxes needs exchange (other boxes push studies to the exchange port)');
   }
   if (cfg.source && !cfg.peers.some((p) => p.aeTitle === cfg.source!.pacs)) throw new ConfigError(`invalid configuration: source.pacs: ${cfg.source.pacs} is not one of the configured peers`);
   return cfg;

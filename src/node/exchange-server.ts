@@ -78,7 +78,7 @@ export class ExchangeServer {
         audience: origins,
         maxTokenLifetimeSeconds: opts.maxTokenLifetimeSeconds,
         log: opts.log,
-        boxRequest: { matches: (req) => req.method === 'POST', boxAllowed: (domain) => Boolean(inbound?.from.includes(domain)), what: 'push studies (routing.inbound.from)' },
+        boxRequest: { matches: (req) => req.method === 'POST', boxAllowed: (domain) => Boolean(inbound?.from.includes(domain)), what: 'push studies (incoming.acceptFromBoxes)' },
       }),
     );
     app.addHook('onResponse', async (req, reply) => this.auditRequest(req as ExchangeRequest, reply.statusCode));

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -48,6 +48,8 @@ import { StudyWatch } from '../routing/study-watch.js';
 import { RouteOutbox } from '../routing/outbox.js';
 import { Router } from '../routing/router.js';
 import { routingApi } from '../routing/routes.js';
+import { MediaImport } from '../media/media-import.js';
+import { mediaApi } from '../media/routes.js';
 import { DicomDestination, OpendrimDestination, type RouteDestination } from '../routing/destinations.js';
 import { IncomingStudies } from '../routing/incoming-studies.js';
 import { PatientDirectory } from '../identity/patient-directory.js';
@@ -94,9 +96,11 @@ export class OpenDrimNode {
   /** Automatic routing to other institutions, when `routing` has rules. */
   router: Router | undefined;
   outbox: RouteOutbox | undefined;
-  /** Studies from other institutions entering the local PACS through reconciliation, when routing.inbound is set. */
+  /** Studies from other institutions entering the local PACS through reconciliation, when `incoming` is set. */
   incoming: IncomingStudies | undefined;
   reconciliation: ReconciliationQueue | undefined;
+  /** Import of patients' CDs and archives, when `incoming` is set. */
+  media: MediaImport | undefined;
   directory: PatientDirectory | undefined;
   /** Gauges refreshed from the database before each /metrics scrape. */
   private readonly collectors: Array<() => Promise<void>> = [];
@@ -175,11 +179,12 @@ export class OpenDrimNode {
     await this.http.register(dicomwebRoutes, { prefix: '/dicom-web', config, index: this.index, blobs: this.blobs, ingestor: this.ingestor, metrics, log, audit: this.audit });
     await this.http.register(auditRoutes, { prefix: '/api/audit', audit: this.audit, config, log });
 
-    if (config.routing?.inbound) this.prepareIncoming(config.routing.inbound, config.routing.stableSeconds);
+    if (config.incoming) this.prepareIncoming(config.incoming);
     if (config.exchange) await this.startExchange(config.exchange, tlsFiles!);
     if (config.routing) this.startRouting(config.routing, tlsFiles);
     if (config.consumer) await this.startConsumer(config.consumer, tlsFiles);
-    if (config.routing) await this.http.register(routingApi, { prefix: '/api/routing', outbox: this.outbox, watch: new StudyWatch(this.database.db), config, log: log.child({ component: 'routing' }) });
+    if (this.media) await this.http.register(mediaApi, { prefix: '/api/media', media: this.media, workDir: path.join(config.dataDir, 'tmp'), config, log: log.child({ component: 'media' }) });
+    if (config.routing || config.incoming) await this.http.register(routingApi, { prefix: '/api/routing', outbox: this.outbox, watch: new StudyWatch(this.database.db), config, log: log.child({ component: 'routing' }) });
     await this.dicom.listen();
     await this.http.listen({ port: config.httpPort, host: config.bind });
     if (config.source) this.publisher = this.startSource(config.source, tlsFiles);
@@ -289,9 +294,9 @@ export class OpenDrimNode {
       audit: this.audit,
       metrics: this.metrics,
       log: xlog,
-      inbound: this.incoming
+      inbound: this.incoming && config.incoming!.acceptFromBoxes.length
         ? {
-            from: config.routing!.inbound!.from,
+            from: config.incoming!.acceptFromBoxes,
             ingestor: this.ingestor,
             maxBytes: config.dicomweb.maxStowBytes,
             onStored: (domain, result) => this.incoming!.arrived(result.studyUid, `box:${domain}`),
@@ -324,7 +329,7 @@ export class OpenDrimNode {
    * Studies other institutions push here: each patient reconciled with the local identity domain (ADT
    * directory, the local PACS, earlier decisions) before the study is stored into the local PACS.
    */
-  private prepareIncoming(inbound: NonNullable<NonNullable<Config['routing']>['inbound']>, stableSeconds: number): void {
+  private prepareIncoming(inbound: NonNullable<Config['incoming']>): void {
     const { config, log } = this;
     const gateway = this.pacsGateway(inbound.pacs);
     const identities = new LocalIdentities(this.database.db, inbound.issuer, (ins) => gateway.patientIdsByOtherId(ins));
@@ -353,11 +358,13 @@ export class OpenDrimNode {
       pacs: { send, countInstances: (studyUid, patientId) => gateway.countInstances(studyUid, patientId) },
       issuer: inbound.issuer,
       workDir: path.join(config.dataDir, 'tmp'),
-      stableMs: stableSeconds * 1000,
+      stableMs: inbound.stableSeconds * 1000,
       audit: this.audit,
       log: log.child({ component: 'incoming' }),
     });
     this.incoming.start();
+    mkdirSync(path.join(config.dataDir, 'tmp'), { recursive: true });
+    this.media = new MediaImport({ ingestor: this.ingestor, incoming: this.incoming, workDir: path.join(config.dataDir, 'tmp'), limits: inbound.media, audit: this.audit, log: log.child({ component: 'media' }) });
   }
 
   /** Rule-based sending of stable studies to other institutions, through the durable outbox. */
@@ -501,6 +508,9 @@ export class OpenDrimNode {
       imports: this.imports,
       incoming: this.incoming,
       reconciliation: this.reconciliation,
+      media: this.media,
+      mediaLimits: config.incoming?.media,
+      mediaWorkDir: path.join(config.dataDir, 'tmp'),
       index: this.index,
       blobs: this.blobs,
       audit: this.audit,

@@ -3,6 +3,11 @@ export type Lang = 'fr' | 'en';
 
 const fr = {
   appName: 'OpenDRIM',
+  mediaImport: 'Import d’un CD patient',
+  mediaIntro: 'Choisissez le dossier racine du CD, DVD ou clé USB (avec son DICOMDIR), ou une archive zip (dont les archives IHE XDM). Chaque examen est rapproché d’un patient local puis envoyé au PACS.',
+  mediaFolder: 'Dossier',
+  mediaArchive: 'ou archive zip',
+  mediaSend: 'Importer',
   reconciliation: 'Rapprochement d’identités',
   reconciliationIntro: 'Examens reçus d’autres établissements dont le patient n’a pas pu être rapproché automatiquement. Choisissez le patient local, ou créez-le.',
   noCases: 'Aucun examen en attente de rapprochement.',
@@ -116,6 +121,11 @@ const fr = {
 };
 
 const en: typeof fr = {
+  mediaImport: 'Import a patient’s CD',
+  mediaIntro: 'Choose the root folder of the CD, DVD or USB key (with its DICOMDIR), or a zip archive (IHE XDM archives included). Each exam is matched to a local patient, then sent to the PACS.',
+  mediaFolder: 'Folder',
+  mediaArchive: 'or zip archive',
+  mediaSend: 'Import',
   reconciliation: 'Identity reconciliation',
   reconciliationIntro: 'Exams received from other institutions whose patient could not be matched automatically. Choose the local patient, or create one.',
   noCases: 'No exam waits for reconciliation.',

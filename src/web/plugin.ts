@@ -19,6 +19,8 @@ import { importRoutes } from './import-routes.js';
 import type { IncomingStudies } from '../routing/incoming-studies.js';
 import type { ReconciliationQueue } from '../identity/reconciliation-queue.js';
 import { reconciliationRoutes } from './reconciliation-routes.js';
+import { mediaRoutes } from './media-routes.js';
+import type { MediaImport } from '../media/media-import.js';
 import { prefetchRoutes } from './prefetch-routes.js';
 import type { Prefetcher } from '../prefetch/prefetcher.js';
 import type { StudyIndex } from '../store/study-index.js';
@@ -49,9 +51,13 @@ export interface WebDeps {
   remote: RemoteExamCache;
   imports?: PacsImports;
   prefetcher?: Prefetcher;
-  /** Studies from other institutions and the manual reconciliation queue, when routing.inbound is configured. */
+  /** Studies from other institutions and the manual reconciliation queue, when `incoming` is configured. */
   incoming?: IncomingStudies;
   reconciliation?: ReconciliationQueue;
+  /** Import of patients' media (CD, DVD, USB, zip/XDM), when `incoming` is configured. */
+  media?: MediaImport;
+  mediaLimits?: { maxBytes: number; maxFiles: number };
+  mediaWorkDir?: string;
   index: StudyIndex;
   blobs: BlobStore;
   audit: AuditTrail;
@@ -89,6 +95,7 @@ function packageDir(name: string): string {
 const STATIC: Record<string, { file: string; type: string }> = {
   'app.css': { file: path.join(here, 'static/app.css'), type: 'text/css; charset=utf-8' },
   'viewer.js': { file: path.join(here, 'static/viewer.js'), type: 'text/javascript; charset=utf-8' },
+  'media.js': { file: path.join(here, 'static/media.js'), type: 'text/javascript; charset=utf-8' },
   'dwv.min.js': { file: path.join(packageDir('dwv'), 'dist/dwv.min.js'), type: 'text/javascript; charset=utf-8' },
   'konva.min.js': { file: path.join(packageDir('konva'), 'konva.min.js'), type: 'text/javascript; charset=utf-8' },
   'jszip.min.js': { file: path.join(packageDir('jszip'), 'dist/jszip.min.js'), type: 'text/javascript; charset=utf-8' },
@@ -256,5 +263,6 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
     await scoped.register(importRoutes, { deps });
     if (deps.prefetcher) await scoped.register(prefetchRoutes, { deps });
     if (deps.incoming && deps.reconciliation) await scoped.register(reconciliationRoutes, { deps });
+    if (deps.media) await scoped.register(mediaRoutes, { deps });
   });
 }

@@ -16,6 +16,12 @@ import { CHROMIUM, launchChromium, pscLogin, startDrimNetwork, type DrimNetwork 
 import { sendMllp } from '../../src/hl7/mllp.js';
 import { parseMessage } from '../../src/hl7/message.js';
 import { find } from '../../src/dicom/scu.js';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dcmtk } from '../harness/peers.js';
+import { sendMedia } from '../../src/media/send-media.js';
+import yazl from 'yazl';
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 
 const skip = haveCommand('Orthanc') ? false : 'Orthanc is not installed';
 
@@ -60,13 +66,14 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
           rules: [{ name: 'medecins-cabinet-b', when: { referringPhysicianName: ['DURAND^SOPHIE', 'MOREAU^*'] }, destinations: ['cabinet-b'] }],
         },
       }),
-      bConfig: { routing: { stableSeconds: 2, inbound: { from: ['drimbox.chu-a.test'], pacs: 'PACSB', issuer: 'CABINET-B', newIdPrefix: 'B-NEW-' } } },
+      bConfig: { incoming: { stableSeconds: 2, acceptFromBoxes: ['drimbox.chu-a.test'], pacs: 'PACSB', issuer: 'CABINET-B', newIdPrefix: 'B-NEW-' } },
     });
     const msh = (type: string, id: string) => `MSH|^~\\&|DPI|CABINET-B|OPENDRIM|CABINET-B|20261203100000||${type}|${id}|P|2.5`;
     await adtToB([msh('ADT^A28^ADT_A05', 'ADT-1'), 'PID|||B-4242^^^CABINET-B&1.2.250.1.999.2&ISO^PI||LEFÈVRE^HÉLÈNE^MARIE^^^^L~MOREL^HÉLÈNE^^^^^D||19620315|F']);
     // Twins at B: LÉA and LÉNA GARNIER, born the same day. An incoming LEA must not be filed automatically.
     await adtToB([msh('ADT^A28^ADT_A05', 'ADT-2'), 'PID|||B-5001^^^CABINET-B&1.2.250.1.999.2&ISO^PI||GARNIER^LÉA^^^^^L||20150704|F']);
     await adtToB([msh('ADT^A28^ADT_A05', 'ADT-3'), 'PID|||B-5002^^^CABINET-B&1.2.250.1.999.2&ISO^PI||GARNIER^LÉNA^^^^^L||20150704|F']);
+    await adtToB([msh('ADT^A28^ADT_A05', 'ADT-4'), 'PID|||B-6001^^^CABINET-B&1.2.250.1.999.2&ISO^PI||ROUSSEAU^PIERRE^^^^^L||19701010|M']);
   });
   after(async () => {
     await net?.stop();
@@ -127,5 +134,62 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
     assert.equal(Number(rows[0]?.['00201208']?.Value?.[0]), unsure.files.length);
     // The decision is remembered: the same patient from A is matched by identifier next time.
     assert.deepEqual(await net.b.incoming!['deps'].reconciler.reconcile({ identifiers: [{ id: 'A-1002', issuer: 'CHU-A' }], demographics: { birthName: 'GARNIER', givenNames: ['LEA'], birthDate: '20150704', sex: 'F' } }), { kind: 'automatic', localId: 'B-5001', method: 'identifier' });
+  });
+
+  test('a patient’s CD (DICOMDIR built by DCMTK dcmmkdir) is imported through the CLI path into B’s PACS; corrupt and non-DICOM files reported', { skip: haveCommand('dcmmkdir') ? false : 'DCMTK missing' }, async () => {
+    const cd = path.join(gen, 'cd');
+    const study = generateStudy({ out: path.join(gen, 'cd-src'), modality: 'CT', series: 2, slices: 3, rows: 64, cols: 64, patientId: 'CLX-77', issuer: 'CLINIQUE-X', patientName: 'ROUSSEAU^PIERRE', birthDate: '19701010', sex: 'M', accession: 'CD-1' });
+    // The CD's layout: ISO 9660 names (8 upper-case characters, no extension) under DICOM/.
+    study.files.forEach((f, i) => {
+      const dir = path.join(cd, 'DICOM', `SE${String(Math.floor(i / 3) + 1).padStart(6, '0')}`);
+      mkdirSync(dir, { recursive: true });
+      copyFileSync(f, path.join(dir, `IM${String(i + 1).padStart(6, '0')}`));
+    });
+    const mk = await dcmtk('dcmmkdir', ['+r', '-Pgp', '+I', '+id', cd, '+D', path.join(cd, 'DICOMDIR'), 'DICOM']);
+    assert.equal(mk.code, 0, mk.out);
+    // After the DICOMDIR was written, one referenced image is damaged; the CD also carries a viewer's files.
+    writeFileSync(path.join(cd, 'DICOM', 'SE000002', 'IM000006'), Buffer.from('not an image any more'));
+    writeFileSync(path.join(cd, 'AUTORUN.INF'), '[autorun]\nopen=viewer.exe\n');
+    const report = await sendMedia(net.b.config, cd, `https://127.0.0.1:${net.b.httpPort}`);
+    assert.equal(report.kind, 'dicomdir');
+    assert.equal(report.instances, 5);
+    assert.deepEqual(report.problems.map((p) => p.file), ['DICOM/SE000002/IM000006']);
+    assert.equal(report.studies.length, 1);
+    assert.deepEqual({ ...report.studies[0]!.outcome, sent: undefined }, { state: 'done', localId: 'B-6001', sent: undefined, method: 'demographics' });
+    const rows = await inPacsB(study.studyUid);
+    assert.equal(rows[0]?.['00100020']?.Value?.[0], 'B-6001');
+    assert.equal(Number(rows[0]?.['00201208']?.Value?.[0]), 5);
+  });
+
+  test('an IHE XDM archive uploaded in the web page (progress, report) waits for reconciliation when the patient is unknown', async () => {
+    const study = generateStudy({ out: path.join(gen, 'xdm-src'), modality: 'MR', series: 1, slices: 2, rows: 64, cols: 64, patientId: 'Z-9', issuer: 'AILLEURS', patientName: 'INCONNU^PAUL', birthDate: '19991231', sex: 'M', accession: 'XDM-1' });
+    const zipFile = path.join(gen, 'xdm.zip');
+    const zip = new yazl.ZipFile();
+    zip.addBuffer(Buffer.from('<html>INDEX</html>'), 'INDEX.HTM');
+    zip.addBuffer(Buffer.from(`<?xml version="1.0"?><lcm:SubmitObjectsRequest xmlns:lcm="urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0" xmlns:rim="urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"><rim:RegistryObjectList><rim:ExtrinsicObject id="Doc1" mimeType="application/dicom"><rim:Slot name="URI"><rim:ValueList><rim:Value>IM000001</rim:Value></rim:ValueList></rim:Slot></rim:ExtrinsicObject></rim:RegistryObjectList></lcm:SubmitObjectsRequest>`), 'IHE_XDM/SUBSET01/METADATA.XML');
+    study.files.forEach((f, i) => zip.addFile(f, `IHE_XDM/SUBSET01/IM00000${i + 1}`));
+    zip.end();
+    await pipeline(zip.outputStream, createWriteStream(zipFile));
+    const browser = await launchChromium();
+    try {
+      const pg = await (await browser.newContext({ viewport: { width: 1200, height: 800 }, ignoreHTTPSErrors: true })).newPage();
+      await pg.goto(`${net.bUrl}/app/media`);
+      await pg.click('#psc-login');
+      await pscLogin(pg);
+      if (!pg.url().includes('/app/media')) await pg.goto(`${net.bUrl}/app/media`);
+      await pg.setInputFiles('#media-zip', zipFile);
+      await pg.click('#media-send');
+      const item = pg.locator('#media-studies li');
+      await item.waitFor({ timeout: 60_000 });
+      assert.equal(await item.getAttribute('data-state'), 'waiting-identity');
+      assert.match(await pg.locator('#media-status').innerText(), /2 instance/);
+      if (process.env.SCREENSHOTS) await pg.screenshot({ path: path.join(process.env.SCREENSHOTS, 'media-import.png'), fullPage: true });
+    } finally {
+      await browser.close();
+    }
+    const c = (await net.b.reconciliation!.list('open')).find((x) => x.studyUid === study.studyUid);
+    assert.ok(c, 'a reconciliation case is open');
+    assert.equal(c.incoming.demographics.birthName, 'INCONNU');
+    assert.equal((await inPacsB(study.studyUid)).length, 0);
   });
 });
