@@ -359,6 +359,24 @@ export const ConfigSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Share links instead of CDs: a time-limited link to one exam for a patient or a correspondent (optionally
+     * with an access code given separately), opening the web viewer on that exam only; and a zip of the exam
+     * with a DICOMDIR and an offline viewer. Exams come from the local store, or from `pacs` (one of `peers`) on
+     * demand (the exchange's study cache when exchange is configured).
+     */
+    share: z
+      .object({
+        pacs: z.string().min(1).optional(),
+        defaultHours: z.number().positive().default(72),
+        maxHours: z.number().positive().default(24 * 90),
+        /** Wrong access codes tolerated per link before it locks. */
+        codeAttempts: z.number().int().positive().default(5),
+        /** Openings and code attempts per client address per minute. */
+        perMinute: z.number().int().positive().default(30),
+      })
+      .strict()
+      .optional(),
     audit: z
       .object({
         /** IHE ATNA export: each audit record also goes to this syslog collector (RFC 5424 over TCP, TLS per RFC 5425). */
@@ -553,6 +571,9 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     for (const [i, r] of routing.rules.entries())
       for (const d of r.destinations) if (!names.has(d)) throw new ConfigError(`invalid configuration: routing.rules[${i}] (${r.name}): destination ${d} is not one of routing.destinations`);
   }
+  const share = cfg.share;
+  if (share?.pacs && !cfg.peers.some((p) => p.aeTitle === share.pacs)) throw new ConfigError(`invalid configuration: share.pacs: ${share.pacs} is not one of the configured peers`);
+  if (share && share.defaultHours > share.maxHours) throw new ConfigError('invalid configuration: share.defaultHours is longer than share.maxHours');
   const incoming = cfg.incoming;
   if (incoming) {
     if (!cfg.peers.some((p) => p.aeTitle === incoming.pacs)) throw new ConfigError(`invalid configuration: incoming.pacs: ${incoming.pacs} is not one of the configured peers`);

@@ -50,6 +50,10 @@ import { Router } from '../routing/router.js';
 import { routingApi } from '../routing/routes.js';
 import { MediaImport } from '../media/media-import.js';
 import { mediaApi } from '../media/routes.js';
+import { ShareLinks } from '../share/share-links.js';
+import { shareRoutes } from '../share/routes.js';
+import { staticAssets } from '../web/static-routes.js';
+import type { InstanceProvider } from '../dicomweb/wado.js';
 import { DicomDestination, OpendrimDestination, type RouteDestination } from '../routing/destinations.js';
 import { IncomingStudies } from '../routing/incoming-studies.js';
 import { PatientDirectory } from '../identity/patient-directory.js';
@@ -99,6 +103,8 @@ export class OpenDrimNode {
   /** Studies from other institutions entering the local PACS through reconciliation, when `incoming` is set. */
   incoming: IncomingStudies | undefined;
   reconciliation: ReconciliationQueue | undefined;
+  /** Share links (instead of CDs), when `share` is configured. */
+  shareLinks: ShareLinks | undefined;
   /** Import of patients' CDs and archives, when `incoming` is set. */
   media: MediaImport | undefined;
   directory: PatientDirectory | undefined;
@@ -183,6 +189,8 @@ export class OpenDrimNode {
     if (config.exchange) await this.startExchange(config.exchange, tlsFiles!);
     if (config.routing) this.startRouting(config.routing, tlsFiles);
     if (config.consumer) await this.startConsumer(config.consumer, tlsFiles);
+    if (config.consumer || config.share) await this.http.register(staticAssets);
+    if (config.share) await this.startShare(config.share, tlsFiles);
     if (this.media) await this.http.register(mediaApi, { prefix: '/api/media', media: this.media, workDir: path.join(config.dataDir, 'tmp'), config, log: log.child({ component: 'media' }) });
     if (config.routing || config.incoming) await this.http.register(routingApi, { prefix: '/api/routing', outbox: this.outbox, watch: new StudyWatch(this.database.db), config, log: log.child({ component: 'routing' }) });
     await this.dicom.listen();
@@ -365,6 +373,29 @@ export class OpenDrimNode {
     this.incoming.start();
     mkdirSync(path.join(config.dataDir, 'tmp'), { recursive: true });
     this.media = new MediaImport({ ingestor: this.ingestor, incoming: this.incoming, workDir: path.join(config.dataDir, 'tmp'), limits: inbound.media, audit: this.audit, log: log.child({ component: 'media' }) });
+  }
+
+  /** Share links for patients and correspondents; exams from the store, else from the PACS on demand. */
+  private async startShare(share: NonNullable<Config['share']>, tlsFiles: ReturnType<typeof tlsMaterial>): Promise<void> {
+    const { config, log } = this;
+    const index = this.index;
+    const provider: InstanceProvider =
+      this.studyCache && (!share.pacs || share.pacs === (config.exchange?.pacs ?? config.source?.pacs))
+        ? this.studyCache
+        : share.pacs
+          ? new StudyCache({ db: this.database.db, index, ingestor: this.ingestor, blobs: this.blobs, pacs: this.pacsGateway(share.pacs), retrieve: 'C-GET', aeTitle: config.aeTitle, limits: { maxBytes: 50 * 1024 ** 3, maxAgeMs: 7 * 86400_000, minResidencyMs: 3600_000 }, log: log.child({ component: 'share' }) })
+          : { instances: (t) => (async function* () { yield* await index.listInstances(t); })(), prepare: async () => undefined };
+    this.shareLinks = new ShareLinks(this.database.db, { maxHours: share.maxHours, codeAttempts: share.codeAttempts });
+    await this.http.register(shareRoutes, {
+      links: this.shareLinks,
+      provider,
+      index,
+      blobs: this.blobs,
+      audit: this.audit,
+      config,
+      log: log.child({ component: 'share' }),
+      publicBase: () => (config.publicUrl ?? `${tlsFiles ? 'https' : 'http'}://${config.bind === '0.0.0.0' ? os.hostname() : config.bind}:${this.httpPort}`).replace(/\/$/, ''),
+    });
   }
 
   /** Rule-based sending of stable studies to other institutions, through the durable outbox. */

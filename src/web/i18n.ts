@@ -3,6 +3,13 @@ export type Lang = 'fr' | 'en';
 
 const fr = {
   appName: 'OpenDRIM',
+  sharedExam: 'Examen partagé',
+  sharedIntro: 'Cet examen vous a été partagé par un établissement d’imagerie. Le lien est personnel et temporaire.',
+  accessCode: 'Code d’accès',
+  accessCodeHelp: 'Saisissez le code à 6 chiffres qui vous a été communiqué séparément.',
+  wrongCode: 'Code incorrect.',
+  downloadExam: 'Télécharger l’examen (zip avec DICOMDIR et visionneuse hors ligne)',
+  linkUnavailable: 'Lien indisponible',
   mediaImport: 'Import d’un CD patient',
   mediaIntro: 'Choisissez le dossier racine du CD, DVD ou clé USB (avec son DICOMDIR), ou une archive zip (dont les archives IHE XDM). Chaque examen est rapproché d’un patient local puis envoyé au PACS.',
   mediaFolder: 'Dossier',
@@ -121,6 +128,13 @@ const fr = {
 };
 
 const en: typeof fr = {
+  sharedExam: 'Shared exam',
+  sharedIntro: 'This exam was shared with you by an imaging provider. The link is personal and temporary.',
+  accessCode: 'Access code',
+  accessCodeHelp: 'Enter the 6-digit code you were given separately.',
+  wrongCode: 'Wrong code.',
+  downloadExam: 'Download the exam (zip with DICOMDIR and an offline viewer)',
+  linkUnavailable: 'Link unavailable',
   mediaImport: 'Import a patient’s CD',
   mediaIntro: 'Choose the root folder of the CD, DVD or USB key (with its DICOMDIR), or a zip archive (IHE XDM archives included). Each exam is matched to a local patient, then sent to the PACS.',
   mediaFolder: 'Folder',

@@ -1,8 +1,3 @@
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -82,28 +77,6 @@ export function pageContext(req: WebRequest): PageContext {
 function safeReturn(v: unknown): string {
   return typeof v === 'string' && /^\/app(\/|\?|$)/.test(v) && !v.startsWith('//') ? v : '/app';
 }
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(import.meta.url);
-/** A package's folder: its package.json is not always exported, so resolve its main entry and walk up. */
-function packageDir(name: string): string {
-  let dir = path.dirname(require.resolve(name));
-  while (!existsSync(path.join(dir, 'package.json')) || path.basename(dir) === 'dist' || path.basename(dir) === 'lib') dir = path.dirname(dir);
-  return dir;
-}
-/** Files the browser may load: the viewer library (dwv) and its dependencies, from node_modules; our own assets. */
-const STATIC: Record<string, { file: string; type: string }> = {
-  'app.css': { file: path.join(here, 'static/app.css'), type: 'text/css; charset=utf-8' },
-  'viewer.js': { file: path.join(here, 'static/viewer.js'), type: 'text/javascript; charset=utf-8' },
-  'media.js': { file: path.join(here, 'static/media.js'), type: 'text/javascript; charset=utf-8' },
-  'dwv.min.js': { file: path.join(packageDir('dwv'), 'dist/dwv.min.js'), type: 'text/javascript; charset=utf-8' },
-  'konva.min.js': { file: path.join(packageDir('konva'), 'konva.min.js'), type: 'text/javascript; charset=utf-8' },
-  'jszip.min.js': { file: path.join(packageDir('jszip'), 'dist/jszip.min.js'), type: 'text/javascript; charset=utf-8' },
-  'shim-konva.js': { file: path.join(here, 'static/shim-konva.js'), type: 'text/javascript; charset=utf-8' },
-  'shim-jszip.js': { file: path.join(here, 'static/shim-jszip.js'), type: 'text/javascript; charset=utf-8' },
-  'shim-magic-wand.js': { file: path.join(here, 'static/shim-magic-wand.js'), type: 'text/javascript; charset=utf-8' },
-  'magic-wand.js': { file: path.join(packageDir('magic-wand-tool'), 'dist/magic-wand.js'), type: 'text/javascript; charset=utf-8' },
-};
 
 /**
  * The practitioners' web application: Pro Santé Connect login, server-side sessions, the patient's exams from
@@ -238,21 +211,6 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
     if (status >= 500) log.error({ err, url: req.url }, 'web request failed');
     if ((req.headers.accept ?? '').includes('text/html')) return reply.code(status).type('text/html').send(page(pageContext(r), String(status), `<section class="card"><h1>${esc(status === 404 ? r.t.notFound : status === 403 ? r.t.forbidden : String(status))}</h1><p class="error">${esc(err.message)}</p></section>`));
     return reply.code(status).type('application/json').send({ error: err.message });
-  });
-
-  // dwv's decoders for compressed images run in workers it loads from its own folder.
-  app.get('/app/static/assets/workers/:file', async (req, reply) => {
-    const file = (req.params as { file: string }).file;
-    if (!/^[a-z0-9]+\.worker\.min\.js$/.test(file)) return reply.code(404).send({ error: 'no such file' });
-    reply.header('Cache-Control', 'public, max-age=3600');
-    return reply.type('text/javascript; charset=utf-8').send(await readFile(path.join(packageDir('dwv'), 'dist/assets/workers', file)));
-  });
-
-  app.get('/app/static/:file', async (req, reply) => {
-    const entry = STATIC[(req.params as { file: string }).file];
-    if (!entry) return reply.code(404).send({ error: 'no such file' });
-    reply.header('Cache-Control', 'public, max-age=3600');
-    return reply.type(entry.type).send(await readFile(entry.file));
   });
 
   await app.register(async (scoped) => {
