@@ -280,8 +280,10 @@ export const ConfigSchema = z
     routing: z
       .object({
         stableSeconds: z.number().positive().default(60),
-        /** Poll this PACS (one of `peers`) for new or grown studies of the last `lookbackDays` (C-FIND). */
-        watchPacs: z.object({ peer: z.string().min(1), everySeconds: z.number().positive().default(30), lookbackDays: z.number().int().min(0).default(1) }).strict().optional(),
+        /** The PACS (one of `peers`) routed studies are read from (C-FIND, C-GET). */
+        pacs: z.string().min(1).optional(),
+        /** Poll `pacs` for new or grown studies of the last `lookbackDays`; without it only HL7 triggers route. */
+        watch: z.object({ everySeconds: z.number().positive().default(30), lookbackDays: z.number().int().min(0).default(1) }).strict().optional(),
         destinations: z
           .array(
             z.discriminatedUnion('type', [
@@ -560,7 +562,8 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   const routing = cfg.routing;
   if (routing) {
     const isPeer = (ae: string) => cfg.peers.some((p) => p.aeTitle === ae);
-    if (routing.watchPacs && !isPeer(routing.watchPacs.peer)) throw new ConfigError(`invalid configuration: routing.watchPacs.peer: ${routing.watchPacs.peer} is not one of the configured peers`);
+    if (routing.pacs && !isPeer(routing.pacs)) throw new ConfigError(`invalid configuration: routing.pacs: ${routing.pacs} is not one of the configured peers`);
+    if (routing.watch && !routing.pacs) throw new ConfigError('invalid configuration: routing.watch needs routing.pacs (the PACS to watch)');
     const names = new Set<string>();
     for (const [i, d] of routing.destinations.entries()) {
       if (names.has(d.name)) throw new ConfigError(`invalid configuration: routing.destinations[${i}]: name ${d.name} is used twice`);

@@ -48,6 +48,7 @@ import { StudyWatch } from '../routing/study-watch.js';
 import { RouteOutbox } from '../routing/outbox.js';
 import { Router } from '../routing/router.js';
 import { routingApi } from '../routing/routes.js';
+import { routingHl7Handler } from '../routing/triggers.js';
 import { MediaImport } from '../media/media-import.js';
 import { mediaApi } from '../media/routes.js';
 import { ShareLinks } from '../share/share-links.js';
@@ -99,6 +100,7 @@ export class OpenDrimNode {
   worklist: WorklistPoller | undefined;
   /** Automatic routing to other institutions, when `routing` has rules. */
   router: Router | undefined;
+  private routingPacs: PacsGateway | undefined;
   outbox: RouteOutbox | undefined;
   /** Studies from other institutions entering the local PACS through reconciliation, when `incoming` is set. */
   incoming: IncomingStudies | undefined;
@@ -200,6 +202,7 @@ export class OpenDrimNode {
       const handlers = [
         ...(this.publisher ? [sourceHl7Handler(this.publisher, log.child({ component: 'source' }))] : []),
         ...(this.prefetcher ? [prefetchHl7Handler(this.prefetcher, log.child({ component: 'prefetch' }))] : []),
+        ...(this.router ? [routingHl7Handler(this.router, this.routingPacs, this.audit, log.child({ component: 'routing' }), (config.routing?.rules ?? []).some((r) => r.trigger === 'hl7'))] : []),
         ...(this.identities ? [adtHl7Handler(this.identities, this.audit, log.child({ component: 'identity' }), this.directory)] : []),
       ];
       this.hl7 = new MllpServer({
@@ -408,8 +411,9 @@ export class OpenDrimNode {
       if (d.type === 'opendrim') destinations.set(d.name, new OpendrimDestination({ name: d.name, url: d.url, tls: { cert: tlsFiles!.cert, key: tlsFiles!.key, ca: tlsFiles!.ca }, gzip: d.gzip, parallel: d.parallel, batch: d.batch }));
       else destinations.set(d.name, new DicomDestination({ name: d.name, remote: remoteFor(config, config.peers.find((p) => p.aeTitle === d.peer)!), callingAe: config.aeTitle }));
     }
-    const watchPacs = routing.watchPacs;
-    const gateway = watchPacs ? this.pacsGateway(watchPacs.peer) : undefined;
+    const watch = routing.watch;
+    const gateway = routing.pacs ? this.pacsGateway(routing.pacs) : undefined;
+    this.routingPacs = gateway;
     // Studies watched in the PACS are brought into the local cache to be sent (the exchange's cache when the
     // same PACS serves both, so a study asked for by a box and routed is fetched once).
     const cache =
@@ -440,7 +444,7 @@ export class OpenDrimNode {
       outbox: this.outbox,
       rules: routing.rules,
       stableMs: routing.stableSeconds * 1000,
-      pacs: gateway && watchPacs ? { gateway, everyMs: watchPacs.everySeconds * 1000, lookbackDays: watchPacs.lookbackDays } : undefined,
+      pacs: gateway ? { gateway, everyMs: watch ? watch.everySeconds * 1000 : 0, lookbackDays: watch?.lookbackDays ?? 0 } : undefined,
       log: rlog,
     });
     this.router.start();
@@ -540,6 +544,7 @@ export class OpenDrimNode {
       incoming: this.incoming,
       reconciliation: this.reconciliation,
       media: this.media,
+      outbox: this.outbox,
       mediaLimits: config.incoming?.media,
       mediaWorkDir: path.join(config.dataDir, 'tmp'),
       index: this.index,

@@ -33,7 +33,8 @@ export class Router {
 
   start(tickMs = 2000): void {
     const { pacs } = this.deps;
-    if (pacs) {
+    // everyMs 0: the PACS is read for routed studies but not watched (HL7 triggers only).
+    if (pacs && pacs.everyMs > 0) {
       void this.pollPacs();
       this.timers.push(setInterval(() => void this.pollPacs(), pacs.everyMs));
     }

@@ -39,7 +39,18 @@ export async function patientRoutes(app: FastifyInstance, { deps }: { deps: WebD
 <form method="get" action="/app/patient" class="row">
 <label>${esc(t.ins)} <input name="ins" id="ins" inputmode="numeric" pattern="[0-9ABab]{15}" maxlength="15" required value="${esc(q.ins ?? current?.ins ?? '')}"></label>
 <label>${esc(t.insOid)} <select name="oid" id="oid">${INS_OIDS.map((o) => `<option value="${o}"${(current?.oid ?? INS_OID.nir) === o ? ' selected' : ''}>${oidLabel(o)}</option>`).join('')}</select></label>
-<button type="submit" class="primary" id="search">${esc(t.search)}</button></form></section>`,
+<button type="submit" class="primary" id="search">${esc(t.search)}</button></form></section>
+${(() => {
+  // The other screens this node offers, depending on what is configured.
+  const links = [
+    deps.imports ? ['/app/imports', t.imports] : undefined,
+    deps.prefetcher ? ['/app/prefetch', t.prefetch] : undefined,
+    deps.reconciliation ? ['/app/reconciliation', t.reconciliation] : undefined,
+    deps.media ? ['/app/media', t.mediaImport] : undefined,
+    deps.outbox ? ['/app/routing', t.routing] : undefined,
+  ].filter((l): l is string[] => Boolean(l));
+  return links.length ? `<nav class="card" id="screens">${links.map(([href, label]) => `<a href="${href}">${esc(label)}</a>`).join(' · ')}</nav>` : '';
+})()}`,
       ),
     );
   });

@@ -15,6 +15,8 @@ import type { IncomingStudies } from '../routing/incoming-studies.js';
 import type { ReconciliationQueue } from '../identity/reconciliation-queue.js';
 import { reconciliationRoutes } from './reconciliation-routes.js';
 import { mediaRoutes } from './media-routes.js';
+import { routingRoutes } from './routing-routes.js';
+import type { RouteOutbox } from '../routing/outbox.js';
 import type { MediaImport } from '../media/media-import.js';
 import { prefetchRoutes } from './prefetch-routes.js';
 import type { Prefetcher } from '../prefetch/prefetcher.js';
@@ -49,6 +51,8 @@ export interface WebDeps {
   /** Studies from other institutions and the manual reconciliation queue, when `incoming` is configured. */
   incoming?: IncomingStudies;
   reconciliation?: ReconciliationQueue;
+  /** The routing outbox, when routing has rules. */
+  outbox?: RouteOutbox;
   /** Import of patients' media (CD, DVD, USB, zip/XDM), when `incoming` is configured. */
   media?: MediaImport;
   mediaLimits?: { maxBytes: number; maxFiles: number };
@@ -222,5 +226,6 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
     if (deps.prefetcher) await scoped.register(prefetchRoutes, { deps });
     if (deps.incoming && deps.reconciliation) await scoped.register(reconciliationRoutes, { deps });
     if (deps.media) await scoped.register(mediaRoutes, { deps });
+    if (deps.outbox) await scoped.register(routingRoutes, { deps });
   });
 }

@@ -61,9 +61,13 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
       aConfig: ({ bExchangeUrl }) => ({
         routing: {
           stableSeconds: 2,
-          watchPacs: { peer: 'PACS', everySeconds: 1, lookbackDays: 1 },
+          pacs: 'PACS',
+          watch: { everySeconds: 1, lookbackDays: 1 },
           destinations: [{ name: 'cabinet-b', type: 'opendrim', url: bExchangeUrl, gzip: true, parallel: 2, batch: 4 }],
-          rules: [{ name: 'medecins-cabinet-b', when: { referringPhysicianName: ['DURAND^SOPHIE', 'MOREAU^*'] }, destinations: ['cabinet-b'] }],
+          rules: [
+            { name: 'medecins-cabinet-b', when: { referringPhysicianName: ['DURAND^SOPHIE', 'MOREAU^*'] }, destinations: ['cabinet-b'] },
+            { name: 'demandes-cabinet-b', trigger: 'hl7', when: { destinationFacility: ['CABINET-B'] }, destinations: ['cabinet-b'] },
+          ],
         },
       }),
       bConfig: { incoming: { stableSeconds: 2, acceptFromBoxes: ['drimbox.chu-a.test'], pacs: 'PACSB', issuer: 'CABINET-B', newIdPrefix: 'B-NEW-' } },
@@ -125,7 +129,7 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
       assert.equal(await card.locator('tr.candidate').count(), 2);
       await Promise.all([pg.waitForURL(/done=B-5001/), card.locator('tr.candidate[data-local-id="B-5001"] button.accept').click()]);
       assert.match(await pg.locator('#decided').innerText(), /B-5001/);
-      if (process.env.SCREENSHOTS) await pg.screenshot({ path: path.join(process.env.SCREENSHOTS, 'reconciliation.png'), fullPage: true });
+      await pg.screenshot({ path: path.resolve('docs/screenshots', 'reconciliation.png'), fullPage: true });
     } finally {
       await browser.close();
     }
@@ -183,7 +187,7 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
       await item.waitFor({ timeout: 60_000 });
       assert.equal(await item.getAttribute('data-state'), 'waiting-identity');
       assert.match(await pg.locator('#media-status').innerText(), /2 instance/);
-      if (process.env.SCREENSHOTS) await pg.screenshot({ path: path.join(process.env.SCREENSHOTS, 'media-import.png'), fullPage: true });
+      await pg.screenshot({ path: path.resolve('docs/screenshots', 'media-import.png'), fullPage: true });
     } finally {
       await browser.close();
     }
@@ -191,5 +195,19 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
     assert.ok(c, 'a reconciliation case is open');
     assert.equal(c.incoming.demographics.birthName, 'INCONNU');
     assert.equal((await inPacsB(study.studyUid)).length, 0);
+  });
+
+  test('an HL7 order whose destination facility is B routes the exam there (trigger: hl7)', async () => {
+    await adtToB(['MSH|^~\\&|DPI|CABINET-B|OPENDRIM|CABINET-B|20261203100000||ADT^A28^ADT_A05|ADT-5|P|2.5', 'PID|||B-7001^^^CABINET-B&1.2.250.1.999.2&ISO^PI||PETIT^JEAN^^^^^L||19500101|M']);
+    const orm = ['MSH|^~\\&|RIS|CHU-A|OPENDRIM|CABINET-B|20261203110000||ORM^O01^ORM_O01|ORM-9|P|2.5', 'PID|||A-1003^^^CHU-A||PETIT^JEAN||19500101|M', 'ORC|XO|PL-3||||||||||123456^HOUSE^GREGORY', 'OBR|1|PL-3||RX^Radio thorax||||||||||||123456^HOUSE^GREGORY||R-3'].join('\r');
+    const ack = parseMessage(await sendMllp('127.0.0.1', net.a.hl7Port!, orm));
+    assert.equal(ack.segment('MSA')!.get(1), 'AA', ack.segment('ERR')?.get(8));
+    const rows = await waitFor('the HL7-routed study in PACS B', async () => {
+      const r = await inPacsB(elsewhere.studyUid);
+      return r.length ? r : undefined;
+    });
+    assert.equal(rows[0]!['00100020']?.Value?.[0], 'B-7001');
+    const t = (await transfers()).transfers.find((x) => x.studyUid === elsewhere.studyUid);
+    assert.equal(t?.status, 'done');
   });
 });
