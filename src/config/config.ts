@@ -379,6 +379,18 @@ export const ConfigSchema = z
       })
       .strict()
       .optional(),
+    /** Roles of practitioners logged in with Pro Santé Connect (the authorisation matrix: docs/security.md). */
+    roles: z
+      .object({
+        /** PSC national identifiers ("8" + RPPS) of this box's administrators. */
+        administrators: z.array(z.string().regex(/^[0-9A-Za-z]{1,32}$/)).default([]),
+        /** Know-how codes (TRE_R38) of radiologists; check them against the nomenclature your PSC returns. */
+        radiologistSpecialties: z.array(z.string().min(1)).default(['SM26', 'SM44']),
+        /** Profession codes (TRE_G15) that may view exams as requesting practitioners. */
+        requestingProfessions: z.array(z.string().min(1)).default(['10', '40', '50']),
+      })
+      .strict()
+      .default({ administrators: [], radiologistSpecialties: ['SM26', 'SM44'], requestingProfessions: ['10', '40', '50'] }),
     audit: z
       .object({
         /** IHE ATNA export: each audit record also goes to this syslog collector (RFC 5424 over TCP, TLS per RFC 5425). */

@@ -552,6 +552,7 @@ export class OpenDrimNode {
       audit: this.audit,
       log: log.child({ component: 'web' }),
       secureCookies: consumer.secureCookies ?? publicUrl.startsWith('https:'),
+      roles: config.roles,
       redundancyWindowDays: consumer.redundancyWindowDays,
       sessionIdleMs: consumer.session.idleMinutes * 60_000,
     });

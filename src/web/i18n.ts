@@ -3,6 +3,7 @@ export type Lang = 'fr' | 'en';
 
 const fr = {
   appName: 'OpenDRIM',
+  notAllowed: 'Votre rôle ne permet pas d’accéder à cette page.',
   sharedExam: 'Examen partagé',
   sharedIntro: 'Cet examen vous a été partagé par un établissement d’imagerie. Le lien est personnel et temporaire.',
   accessCode: 'Code d’accès',
@@ -128,6 +129,7 @@ const fr = {
 };
 
 const en: typeof fr = {
+  notAllowed: 'Your role does not give access to this page.',
   sharedExam: 'Shared exam',
   sharedIntro: 'This exam was shared with you by an imaging provider. The link is personal and temporary.',
   accessCode: 'Access code',

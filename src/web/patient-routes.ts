@@ -1,3 +1,4 @@
+import { allowed, type Permission } from '../auth/roles.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { clientAddress } from '../common/access.js';
 import { readImagingReport, readReportBody } from '../source/cda.js';
@@ -35,19 +36,20 @@ export async function patientRoutes(app: FastifyInstance, { deps }: { deps: WebD
       page(
         pageContext(r),
         t.patientSearch,
-        `<section class="card"><h1>${esc(t.patientSearch)}</h1>${error}
+        `${!allowed(r.roles ?? [], 'exams.view') ? '' : `<section class="card"><h1>${esc(t.patientSearch)}</h1>${error}
 <form method="get" action="/app/patient" class="row">
 <label>${esc(t.ins)} <input name="ins" id="ins" inputmode="numeric" pattern="[0-9ABab]{15}" maxlength="15" required value="${esc(q.ins ?? current?.ins ?? '')}"></label>
 <label>${esc(t.insOid)} <select name="oid" id="oid">${INS_OIDS.map((o) => `<option value="${o}"${(current?.oid ?? INS_OID.nir) === o ? ' selected' : ''}>${oidLabel(o)}</option>`).join('')}</select></label>
-<button type="submit" class="primary" id="search">${esc(t.search)}</button></form></section>
+<button type="submit" class="primary" id="search">${esc(t.search)}</button></form></section>`}
 ${(() => {
   // The other screens this node offers, depending on what is configured.
+  const may = (p: Permission) => allowed(r.roles ?? [], p);
   const links = [
-    deps.imports ? ['/app/imports', t.imports] : undefined,
-    deps.prefetcher ? ['/app/prefetch', t.prefetch] : undefined,
-    deps.reconciliation ? ['/app/reconciliation', t.reconciliation] : undefined,
-    deps.media ? ['/app/media', t.mediaImport] : undefined,
-    deps.outbox ? ['/app/routing', t.routing] : undefined,
+    deps.imports && may('exams.import') ? ['/app/imports', t.imports] : undefined,
+    deps.prefetcher && may('prefetch.view') ? ['/app/prefetch', t.prefetch] : undefined,
+    deps.reconciliation && may('identity.reconcile') ? ['/app/reconciliation', t.reconciliation] : undefined,
+    deps.media && may('media.import') ? ['/app/media', t.mediaImport] : undefined,
+    deps.outbox && may('routing.operate') ? ['/app/routing', t.routing] : undefined,
   ].filter((l): l is string[] => Boolean(l));
   return links.length ? `<nav class="card" id="screens">${links.map(([href, label]) => `<a href="${href}">${esc(label)}</a>`).join(' · ')}</nav>` : '';
 })()}`,

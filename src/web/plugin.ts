@@ -5,6 +5,7 @@ import type { Logger } from '../common/log.js';
 import { clientAddress } from '../common/access.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import { csrfMatches, type SessionStore } from '../auth/sessions.js';
+import { allowed, rolesOf, type Permission, type Role, type RolesConfig } from '../auth/roles.js';
 import { LoginError, type PendingLogin, type PscIdentity, type PscLogin } from '../auth/psc-login.js';
 import type { Professional } from '../auth/professional-token.js';
 import type { DmpExams } from '../consumer/dmp-exams.js';
@@ -62,11 +63,14 @@ export interface WebDeps {
   audit: AuditTrail;
   log: Logger;
   secureCookies: boolean;
+  roles: RolesConfig;
   redundancyWindowDays: number;
   sessionIdleMs: number;
 }
 
 export type WebRequest = FastifyRequest & {
+  /** The logged-in practitioner's roles here (from PSC profession and know-how, and the configuration). */
+  roles?: Role[];
   lang: Lang;
   t: Messages;
   session?: { token: string; data: UserSession; csrf: string };
@@ -104,6 +108,7 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
     const s = await sessions.get<UserSession>(token, 'user');
     if (s && token) {
       r.session = { token, data: s.data, csrf: s.csrf };
+      r.roles = rolesOf(s.data.professional, deps.roles);
       // Renew PSC tokens shortly before they expire; a refusal ends the session.
       if (s.data.tokens.expiresAt < Date.now() + 60_000 && s.data.tokens.refreshToken) {
         try {
@@ -217,15 +222,32 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
     return reply.code(status).type('application/json').send({ error: err.message });
   });
 
+  /** Each screen needs a permission (src/auth/roles.ts); a refusal is explained and audited. */
+  const requirePermission = (permission: Permission) => async (req: FastifyRequest, reply: FastifyReply) => {
+    const r = req as WebRequest;
+    if (allowed(r.roles ?? [], permission)) return;
+    // The home page is every practitioner's landing place; what it offers depends on the roles.
+    if (req.method === 'GET' && req.routeOptions.url === '/app') return;
+    await audit.record({ actorType: 'practitioner', actorId: r.session!.data.professional.id, actorAddress: clientAddress(req), action: 'authz.denied', outcome: 'refused', detail: { permission, roles: r.roles, url: req.url.slice(0, 200) } });
+    return reply.code(403).type((req.headers.accept ?? '').includes('text/html') ? 'text/html' : 'application/json').send(
+      (req.headers.accept ?? '').includes('text/html')
+        ? page(pageContext(r), r.t.forbidden, `<section class="card"><h1>${esc(r.t.forbidden)}</h1><p class="error" id="forbidden">${esc(r.t.notAllowed)}</p></section>`)
+        : { error: `your roles here (${(r.roles ?? []).join(', ') || 'none'}) do not allow ${permission}` },
+    );
+  };
+  const guarded = (permission: Permission, plugin: (app: FastifyInstance, o: { deps: WebDeps }) => Promise<void>) => async (s: FastifyInstance) => {
+    s.addHook('preHandler', requirePermission(permission));
+    await s.register(plugin, { deps });
+  };
   await app.register(async (scoped) => {
     scoped.addHook('preHandler', requireUser);
     scoped.addHook('preHandler', requireCsrf);
-    await scoped.register(patientRoutes, { deps });
-    await scoped.register(viewerRoutes, { deps });
-    await scoped.register(importRoutes, { deps });
-    if (deps.prefetcher) await scoped.register(prefetchRoutes, { deps });
-    if (deps.incoming && deps.reconciliation) await scoped.register(reconciliationRoutes, { deps });
-    if (deps.media) await scoped.register(mediaRoutes, { deps });
-    if (deps.outbox) await scoped.register(routingRoutes, { deps });
+    await scoped.register(guarded('exams.view', patientRoutes));
+    await scoped.register(guarded('exams.view', viewerRoutes));
+    await scoped.register(guarded('exams.import', importRoutes));
+    if (deps.prefetcher) await scoped.register(guarded('prefetch.view', prefetchRoutes));
+    if (deps.incoming && deps.reconciliation) await scoped.register(guarded('identity.reconcile', reconciliationRoutes));
+    if (deps.media) await scoped.register(guarded('media.import', mediaRoutes));
+    if (deps.outbox) await scoped.register(guarded('routing.operate', routingRoutes));
   });
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { allowed } from '../auth/roles.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { clientAddress } from '../common/access.js';
 import { readManifest, type ManifestSeries } from '../consumer/manifest-reader.js';
@@ -80,7 +81,7 @@ export async function viewerRoutes(app: FastifyInstance, { deps }: { deps: WebDe
 <button data-tool="Scroll" class="active">${esc(t.scroll)}</button><button data-tool="WindowLevel">${esc(t.windowLevel)}</button><button data-tool="ZoomAndPan">${esc(t.zoomPan)}</button><button data-tool="Draw">${esc(t.ruler)}</button><button id="reset">${esc(t.reset)}</button>
 <label>${esc(t.compare)} <select id="compare"><option value="">${esc(t.noCompare)}</option>${others.map((e) => `<option value="/app/exams/${esc(e.manifest!.repositoryUniqueId)}/${esc(e.manifest!.uniqueId)}/manifest.json">${esc(e.date ?? '')} ${esc(e.modalities.join('/'))} ${esc(e.description ?? '')}</option>`).join('')}</select></label>
 <a href="/app/patient?ins=${esc(patient.ins)}&amp;oid=${esc(patient.oid)}">${esc(t.back)}</a>
-${deps.imports ? `<form method="post" action="/app/exams/${esc(repo)}/${esc(uid)}/import" class="inline"><input type="hidden" name="csrf" value="${esc(r.session!.csrf)}"><button type="submit" id="import">${esc(t.importToPacs)}</button></form>` : ''}
+${deps.imports && allowed(r.roles ?? [], 'exams.import') ? `<form method="post" action="/app/exams/${esc(repo)}/${esc(uid)}/import" class="inline"><input type="hidden" name="csrf" value="${esc(r.session!.csrf)}"><button type="submit" id="import">${esc(t.importToPacs)}</button></form>` : ''}
 <span id="status" class="status">${esc(t.loading)}</span></div>
 <div class="viewer-body"><aside class="series" id="series-list" aria-label="${esc(t.series)}"></aside>
 <section class="panes"><div class="pane" id="pane0"><div id="layerGroup0" class="layer-group"></div></div><div class="pane hidden" id="pane1"><div id="layerGroup1" class="layer-group"></div></div></section>

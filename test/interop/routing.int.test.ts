@@ -127,9 +127,9 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
       await card.waitFor();
       assert.match(await card.locator('tr.incoming').innerText(), /GARNIER/);
       assert.equal(await card.locator('tr.candidate').count(), 2);
+      await pg.screenshot({ path: path.resolve('docs/screenshots', 'reconciliation.png'), fullPage: true });
       await Promise.all([pg.waitForURL(/done=B-5001/), card.locator('tr.candidate[data-local-id="B-5001"] button.accept').click()]);
       assert.match(await pg.locator('#decided').innerText(), /B-5001/);
-      await pg.screenshot({ path: path.resolve('docs/screenshots', 'reconciliation.png'), fullPage: true });
     } finally {
       await browser.close();
     }
