@@ -64,5 +64,24 @@ for (const target of await testDatabases()) {
       await other.close();
       rmSync(d2, { recursive: true, force: true });
     });
+
+    test('programme indicators per day: publications, consultations, contextual calls, errors', async () => {
+      const at = (action: string, outcome: 'success' | 'failure' | 'refused' = 'success') => audit.record({ actorType: 'system', actorId: 'kpi', action, outcome });
+      await at('source.report.publish');
+      await at('source.report.replace');
+      await at('consumer.open');
+      await at('consumer.launch');
+      await at('consumer.launch', 'failure');
+      await at('share.open', 'refused');
+      await audit.flush();
+      const [header, ...lines] = (await audit.kpiCsv()).trim().split('\n');
+      assert.equal(header, 'day,publications,consultations,served_to_boxes,contextual_calls,imports,routed,received,cds_imported,share_openings,refusals,errors');
+      const today = lines.find((l) => l.startsWith(new Date().toISOString().slice(0, 10)))!.split(',');
+      const col = (name: string) => Number(today[header!.split(',').indexOf(name)]);
+      assert.equal(col('publications'), 2);
+      assert.equal(col('consultations'), 1);
+      assert.equal(col('contextual_calls'), 2);
+      assert.ok(col('errors') >= 1 && col('refusals') >= 1);
+    });
   });
 }

@@ -158,7 +158,45 @@ export class AuditTrail {
       .execute();
     return ['day,action,outcome,count', ...rows.map((r) => `${r.day},${r.action},${r.outcome},${Number(r.n)}`)].join('\n') + '\n';
   }
+
+  /** One line per day with the programme's indicators (KPI_COLUMNS), for the DRIM-M reporting. */
+  async kpiCsv(): Promise<string> {
+    const rows = await this.db
+      .selectFrom('audit_events')
+      .select([sql<string>`substr(at, 1, 10)`.as('day'), 'action', 'outcome', (eb) => eb.fn.countAll().as('n')])
+      .groupBy([sql`substr(at, 1, 10)`, 'action', 'outcome'])
+      .orderBy(sql`substr(at, 1, 10)`)
+      .execute();
+    const days = new Map<string, number[]>();
+    for (const r of rows) {
+      const line = days.get(r.day) ?? KPI_COLUMNS.map(() => 0);
+      KPI_COLUMNS.forEach(([, matches], i) => {
+        if (matches(r.action, r.outcome)) line[i]! += Number(r.n);
+      });
+      days.set(r.day, line);
+    }
+    return [['day', ...KPI_COLUMNS.map(([name]) => name)].join(','), ...[...days].map(([day, v]) => [day, ...v].join(','))].join('\n') + '\n';
+  }
 }
+
+/**
+ * The DRIMbox programme's operating indicators per day, from the audit trail: publications to the DMP,
+ * consultations (exams opened by practitioners here, and exams served to other boxes), contextual calls from
+ * the RIS/DPI, imports into the PACS, exams routed and received, CDs imported, share-link openings, errors.
+ */
+export const KPI_COLUMNS: Array<[string, (action: string, outcome: string) => boolean]> = [
+  ['publications', (a, o) => (a === 'source.report.publish' || a === 'source.report.replace') && o === 'success'],
+  ['consultations', (a, o) => a === 'consumer.open' && o === 'success'],
+  ['served_to_boxes', (a, o) => a === 'exchange.retrieve' && o === 'success'],
+  ['contextual_calls', (a) => a === 'consumer.launch'],
+  ['imports', (a, o) => a === 'consumer.import' && o === 'success'],
+  ['routed', (a, o) => a === 'routing.send' && o === 'success'],
+  ['received', (a, o) => a === 'incoming.store' && o === 'success'],
+  ['cds_imported', (a, o) => a === 'media.import' && o === 'success'],
+  ['share_openings', (a, o) => a === 'share.open' && o === 'success'],
+  ['refusals', (_a, o) => o === 'refused'],
+  ['errors', (_a, o) => o === 'failure'],
+];
 
 function toRecord(row: DB['audit_events'] extends infer T ? { [K in keyof T]: T[K] extends import('kysely').Generated<infer U> ? U : T[K] } : never): AuditRecord {
   return {

@@ -15,4 +15,5 @@ export async function auditRoutes(app: FastifyInstance, deps: { audit: AuditTrai
   });
   app.get('/verify', async () => deps.audit.verify());
   app.get('/stats.csv', async (_req, reply) => reply.type('text/csv; charset=utf-8').send(await deps.audit.dailyStatsCsv()));
+  app.get('/kpi.csv', async (_req, reply) => reply.type('text/csv; charset=utf-8').header('Content-Disposition', 'attachment; filename="opendrim-kpi.csv"').send(await deps.audit.kpiCsv()));
 }

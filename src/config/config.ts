@@ -198,6 +198,8 @@ export const ConfigSchema = z
           .default({ idleMinutes: 30, absoluteHours: 12 }),
         /** Cookies marked Secure; defaults to true when publicUrl is https. */
         secureCookies: z.boolean().optional(),
+        /** Login attempts (login page and PSC callback) per client address per minute; then 429. */
+        loginPerMinute: z.number().int().positive().default(30),
         /** Limits per source box (by origin of its Retrieve URLs), e.g. for a site behind a small link. */
         sources: z
           .array(

@@ -1,7 +1,7 @@
 import { open, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import dcmjs from 'dcmjs';
-import { XMLParser } from 'fast-xml-parser';
+import { arr, parseXml, text } from '../xds/xml.js';
 
 export interface MediaContent {
   /** How the content was recognised: a DICOMDIR (PS3.10 media), an IHE XDM package, or a plain folder. */
@@ -100,26 +100,25 @@ export async function readMedia(root: string): Promise<MediaContent> {
   return { kind: xdm ? 'xdm' : 'folder', files, problems, documents };
 }
 
-/** The documents of an XDM submission set (ebRIM ExtrinsicObjects: URI slot and mimeType). */
+/** The documents of an XDM submission set (ebRIM ExtrinsicObjects: URI slot and mimeType), read with the
+ * hardened XML parser (no DTD, no entities, bounded size and depth). */
 export function xdmDocuments(xml: string): Array<{ uri: string; mimeType: string }> {
-  const parser = new XMLParser({ ignoreAttributes: false, removeNSPrefix: true, processEntities: false, allowBooleanAttributes: true });
-  const doc = parser.parse(xml) as Record<string, any>;
+  const doc = parseXml(xml, { maxBytes: 16 * 1024 * 1024 });
   const out: Array<{ uri: string; mimeType: string }> = [];
-  const visit = (node: unknown) => {
-    if (!node || typeof node !== 'object') return;
+  const visit = (node: unknown, depth: number) => {
+    if (!node || typeof node !== 'object' || depth > 64) return;
     for (const [k, v] of Object.entries(node as Record<string, unknown>)) {
       for (const item of Array.isArray(v) ? v : [v]) {
         if (k === 'ExtrinsicObject' && item && typeof item === 'object') {
           const eo = item as Record<string, any>;
-          const slots = Array.isArray(eo.Slot) ? eo.Slot : eo.Slot ? [eo.Slot] : [];
-          const uriSlot = slots.find((s: any) => s['@_name'] === 'URI');
-          const value = uriSlot?.ValueList?.Value;
-          out.push({ uri: String(Array.isArray(value) ? value.join('') : (value ?? '')), mimeType: String(eo['@_mimeType'] ?? '') });
+          const uriSlot = arr<Record<string, any>>(eo.Slot).find((sl) => sl['@_name'] === 'URI');
+          const values = arr(uriSlot?.ValueList?.Value).map((x) => text(x));
+          out.push({ uri: values.join(''), mimeType: String(eo['@_mimeType'] ?? '') });
         }
-        visit(item);
+        visit(item, depth + 1);
       }
     }
   };
-  visit(doc);
+  visit(doc, 0);
   return out;
 }

@@ -553,6 +553,7 @@ export class OpenDrimNode {
       log: log.child({ component: 'web' }),
       secureCookies: consumer.secureCookies ?? publicUrl.startsWith('https:'),
       roles: config.roles,
+      loginPerMinute: consumer.loginPerMinute,
       redundancyWindowDays: consumer.redundancyWindowDays,
       sessionIdleMs: consumer.session.idleMinutes * 60_000,
     });

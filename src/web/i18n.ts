@@ -4,6 +4,12 @@ export type Lang = 'fr' | 'en';
 const fr = {
   appName: 'OpenDRIM',
   notAllowed: 'Votre rôle ne permet pas d’accéder à cette page.',
+  auditTrail: 'Journal des accès',
+  chainIntact: 'Chaîne du journal intacte',
+  chainBroken: 'JOURNAL ALTÉRÉ à l’enregistrement',
+  user: 'Utilisateur',
+  action: 'Action',
+  kpiExport: 'Indicateurs d’activité par jour (CSV)',
   sharedExam: 'Examen partagé',
   sharedIntro: 'Cet examen vous a été partagé par un établissement d’imagerie. Le lien est personnel et temporaire.',
   accessCode: 'Code d’accès',
@@ -130,6 +136,12 @@ const fr = {
 
 const en: typeof fr = {
   notAllowed: 'Your role does not give access to this page.',
+  auditTrail: 'Audit trail',
+  chainIntact: 'Audit chain intact',
+  chainBroken: 'AUDIT TRAIL ALTERED at record',
+  user: 'User',
+  action: 'Action',
+  kpiExport: 'Activity indicators per day (CSV)',
   sharedExam: 'Shared exam',
   sharedIntro: 'This exam was shared with you by an imaging provider. The link is personal and temporary.',
   accessCode: 'Access code',

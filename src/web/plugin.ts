@@ -1,5 +1,6 @@
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
+import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../common/log.js';
 import { clientAddress } from '../common/access.js';
@@ -17,6 +18,7 @@ import type { ReconciliationQueue } from '../identity/reconciliation-queue.js';
 import { reconciliationRoutes } from './reconciliation-routes.js';
 import { mediaRoutes } from './media-routes.js';
 import { routingRoutes } from './routing-routes.js';
+import { auditPageRoutes } from './audit-routes.js';
 import type { RouteOutbox } from '../routing/outbox.js';
 import type { MediaImport } from '../media/media-import.js';
 import { prefetchRoutes } from './prefetch-routes.js';
@@ -63,6 +65,7 @@ export interface WebDeps {
   audit: AuditTrail;
   log: Logger;
   secureCookies: boolean;
+  loginPerMinute: number;
   roles: RolesConfig;
   redundancyWindowDays: number;
   sessionIdleMs: number;
@@ -94,6 +97,9 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
   const { sessions, psc, audit, log } = deps;
   await app.register(cookie);
   await app.register(formbody, { bodyLimit: 16 * 1024 });
+  // Login is where guessing and flooding start: limited per client address (the PSC does its own limiting too).
+  await app.register(rateLimit, { global: false, keyGenerator: (req) => clientAddress(req) });
+  const loginLimit = { rateLimit: { max: deps.loginPerMinute, timeWindow: 60_000 } };
   const cookieOpts = { path: '/', httpOnly: true, secure: deps.secureCookies, sameSite: 'lax' as const };
 
   app.decorateRequest('lang', 'fr');
@@ -148,7 +154,7 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
 
   app.get('/', async (_req, reply) => reply.redirect('/app'));
 
-  app.get('/auth/login', async (req, reply) => {
+  app.get('/auth/login', { config: loginLimit }, async (req, reply) => {
     const r = req as WebRequest;
     const returnTo = safeReturn((req.query as Record<string, unknown>).returnTo);
     if ((req.query as Record<string, unknown>).go === undefined) {
@@ -175,7 +181,7 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
       .send(page(pageContext(r), r.t.loginFailed, `<section class="card"><h1>${esc(r.t.loginFailed)}</h1><p class="error" id="login-error">${esc(reason)}</p><a class="button" href="/auth/login">${esc(r.t.retry)}</a></section>`));
   }
 
-  app.get('/auth/callback', async (req, reply) => {
+  app.get('/auth/callback', { config: loginLimit }, async (req, reply) => {
     const r = req as WebRequest;
     const loginToken = req.cookies[LOGIN_COOKIE];
     const pending = await sessions.get<PendingLogin>(loginToken, 'login');
@@ -249,5 +255,6 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
     if (deps.incoming && deps.reconciliation) await scoped.register(guarded('identity.reconcile', reconciliationRoutes));
     if (deps.media) await scoped.register(guarded('media.import', mediaRoutes));
     if (deps.outbox) await scoped.register(guarded('routing.operate', routingRoutes));
+    await scoped.register(guarded('audit.view', auditPageRoutes));
   });
 }

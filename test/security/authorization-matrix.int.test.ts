@@ -40,6 +40,8 @@ const ENDPOINTS: Array<{ method: 'GET' | 'POST'; path: string; permission?: Perm
   { method: 'POST', path: '/app/media/upload', permission: 'media.import', body: '' },
   { method: 'GET', path: '/app/routing', permission: 'routing.operate' },
   { method: 'POST', path: '/app/routing/999/retry', permission: 'routing.operate', body: '' },
+  { method: 'GET', path: '/app/audit?patient=280067512345690', permission: 'audit.view' },
+  { method: 'GET', path: '/app/audit/kpi.csv', permission: 'audit.view' },
 ];
 
 describe('authorisation matrix of the practitioners’ application', { skip }, () => {
@@ -96,6 +98,13 @@ describe('authorisation matrix of the practitioners’ application', { skip }, (
       if (process.env.MATRIX_LOG) console.log(`${who}\n  ${cells.join("\n  ")}`);
     });
   }
+
+  test('login is rate-limited per client address', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 40; i++) statuses.push((await call(`${net.bUrl}/auth/login`, { headers: { accept: 'text/html' } })).status);
+    assert.ok(statuses.includes(429), `statuses: ${[...new Set(statuses)].join(',')}`);
+    assert.ok(statuses.filter((s) => s === 429).length <= 40 - 25, 'the first attempts of the minute pass');
+  });
 
   test('refusals are audited with the permission and the roles', async () => {
     await net.b.audit.flush();
