@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { haveCommand } from '../harness/peers.js';
-import { startDrimNetwork, type DrimNetwork } from '../harness/drim-network.js';
+import { launchChromium, pscLogin, startDrimNetwork, type DrimNetwork } from '../harness/drim-network.js';
 import { mtlsFetch } from '../../src/common/mtls-fetch.js';
 import { PERMISSIONS, type Permission, type Role } from '../../src/auth/roles.js';
 import { SESSION_COOKIE, type UserSession } from '../../src/web/plugin.js';
@@ -98,6 +98,27 @@ describe('authorisation matrix of the practitioners’ application', { skip }, (
       if (process.env.MATRIX_LOG) console.log(`${who}\n  ${cells.join("\n  ")}`);
     });
   }
+
+  test('session fixation: a session cookie planted before login is replaced at login and opens nothing', async () => {
+    // A planted value that is a real session of the attacker's own (the worst case), set in the victim's browser.
+    const attacker = await net.b.sessions!.create<UserSession>('user', { sub: 'x', professional: { id: '8899700367917', profession: '10', specialty: 'SM54' }, tokens: { accessToken: 'x', idToken: 'x', expiresAt: Date.now() + 3600_000 } as UserSession['tokens'], exams: {} });
+    const browser = await launchChromium();
+    try {
+      const context = await browser.newContext({ ignoreHTTPSErrors: true });
+      await context.addCookies([{ name: SESSION_COOKIE, value: attacker, url: net.bUrl }]);
+      const pg = await context.newPage();
+      await pg.goto(`${net.bUrl}/auth/login?returnTo=/app/reconciliation`);
+      await pg.click('#psc-login');
+      await pscLogin(pg);
+      const after = (await context.cookies(net.bUrl)).find((c) => c.name === SESSION_COOKIE)!;
+      assert.notEqual(after.value, attacker, 'a new session token is issued at login');
+      assert.equal(await net.b.sessions!.get(attacker, 'user'), undefined, 'the planted session is destroyed');
+      const res = await call(`${net.bUrl}/app`, { headers: { cookie: `${SESSION_COOKIE}=${attacker}`, accept: 'text/html' } });
+      assert.ok(res.status === 302 || res.status === 303, `planted cookie sent to login (got ${res.status})`);
+    } finally {
+      await browser.close();
+    }
+  });
 
   test('login is rate-limited per client address', async () => {
     const statuses: number[] = [];
