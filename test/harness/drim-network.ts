@@ -7,7 +7,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CompactSign, exportSPKI, generateKeyPair } from 'jose';
-import type { Browser, Page } from 'playwright-core';
 import { freePort, startOrthanc, type Orthanc } from './peers.js';
 import { startTestNode } from './node.js';
 import { issueBoxCertificate, makeTestPki, type TestPki } from './certs.js';
@@ -16,10 +15,8 @@ import { sendMllp } from '../../src/hl7/mllp.js';
 import { parseMessage } from '../../src/hl7/message.js';
 import { DmpServer } from '../../src/simulators/dmp/server.js';
 import { PscServer } from '../../src/simulators/psc/server.js';
-import { TEST_PIN } from '../../src/simulators/psc/accounts.js';
 import { imagingReportCda, oruR01, type ReportSpec } from '../../src/simulators/ris/reports.js';
 
-export const CHROMIUM = '/usr/bin/chromium';
 type Node = Awaited<ReturnType<typeof startTestNode>>;
 
 export interface DrimNetwork {
@@ -92,34 +89,5 @@ export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAcces
   };
 }
 
-/** Chromium from Debian, headless, with the flags this closed network needs. */
-export async function launchChromium(): Promise<Browser> {
-  const { chromium } = await import('playwright-core');
-  return chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
-}
-
-/** Logs in at the PSC stand-in's e-CPS page (the browser is on it after clicking "Se connecter"). */
-export async function pscLogin(page: Page, account = 'Dr Jeanne RADIO, radiologue'): Promise<void> {
-  await page.waitForSelector('#account');
-  await page.selectOption('#account', { label: account });
-  await page.fill('#pin', TEST_PIN);
-  await Promise.all([page.waitForURL(/\/app\//), page.click('#connect')]);
-}
-
-/** True when a canvas of the layer group holds an image that is not uniform. */
-export function imageDrawn(page: Page, group: string): Promise<boolean> {
-  return page.evaluate((id) => {
-    for (const c of document.querySelectorAll<HTMLCanvasElement>(`#${id} canvas`)) {
-      if (!c.width || !c.height) continue;
-      const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-      let min = 255;
-      let max = 0;
-      for (let i = 0; i < d.length; i += 4 * 7) {
-        min = Math.min(min, d[i]!);
-        max = Math.max(max, d[i]!);
-      }
-      if (max - min > 20) return true;
-    }
-    return false;
-  }, group);
-}
+// Browser helpers are shared with the demo's self-check (src/demo/browser.ts).
+export { CHROMIUM, imageDrawn, launchChromium, pscLogin } from '../../src/demo/browser.js';
