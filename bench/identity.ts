@@ -12,7 +12,7 @@ import { openDatabase } from '../src/store/db.js';
 import { migrateToLatest } from '../src/store/migrations.js';
 import { generatePopulation } from '../src/simulators/population.js';
 import { LocalIdentities } from '../src/identity/local-identities.js';
-import { loadLocalPopulation, measureReconciliation } from '../src/identity/measure.js';
+import { loadLocalPopulation, measureReconciliation } from '../src/simulators/identity-measure.js';
 import { PatientDirectory } from '../src/identity/patient-directory.js';
 import { IdentityReconciler } from '../src/identity/reconciler.js';
 

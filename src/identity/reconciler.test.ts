@@ -8,7 +8,7 @@ import { migrateToLatest } from '../store/migrations.js';
 import { generatePopulation } from '../simulators/population.js';
 import { INS_OID } from './ins.js';
 import { LocalIdentities } from './local-identities.js';
-import { incomingOf, loadLocalPopulation, measureReconciliation } from './measure.js';
+import { incomingOf, loadLocalPopulation, measureReconciliation } from '../simulators/identity-measure.js';
 import { PatientDirectory } from './patient-directory.js';
 import { IdentityReconciler } from './reconciler.js';
 

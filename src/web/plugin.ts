@@ -154,6 +154,20 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
 
   app.get('/', async (_req, reply) => reply.redirect('/app'));
 
+  /**
+   * IHE IID (RAD-106 Invoke Image Display): a RIS or a record system opens the patient's images with
+   * `requestType=PATIENT&patientID=<INS>^^^&<OID>&ISO` (or STUDY with a patientID). Mapped onto the contextual
+   * launch, which logs the practitioner in first and checks the INS.
+   */
+  app.get('/IHEInvokeImageDisplay', async (req, reply) => {
+    const q = req.query as Record<string, string | undefined>;
+    const type = (q.requestType ?? '').toUpperCase();
+    if (type !== 'PATIENT' && type !== 'STUDY') return reply.code(400).type('text/plain').send('requestType must be PATIENT or STUDY (IHE IID)');
+    const m = /^([^^]+)\^\^\^(?:[^&^]*)&([0-9.]+)&ISO$/.exec(q.patientID ?? '');
+    if (!m) return reply.code(400).type('text/plain').send('patientID must be an INS as ID^^^&OID&ISO (IHE IID, CX data type)');
+    return reply.redirect(`/app/launch?ins=${encodeURIComponent(m[1]!)}&oid=${encodeURIComponent(m[2]!)}`);
+  });
+
   app.get('/auth/login', { config: loginLimit }, async (req, reply) => {
     const r = req as WebRequest;
     const returnTo = safeReturn((req.query as Record<string, unknown>).returnTo);

@@ -120,6 +120,14 @@ describe('authorisation matrix of the practitioners’ application', { skip }, (
     }
   });
 
+  test('IHE IID: Invoke Image Display opens the contextual launch for the INS; bad requests are refused', async () => {
+    const ok = await call(`${net.bUrl}/IHEInvokeImageDisplay?requestType=PATIENT&patientID=${encodeURIComponent('280067512345690^^^&1.2.250.1.213.1.4.10&ISO')}`);
+    assert.equal(ok.status, 302);
+    assert.equal(ok.headers.get('location'), '/app/launch?ins=280067512345690&oid=1.2.250.1.213.1.4.10');
+    assert.equal((await call(`${net.bUrl}/IHEInvokeImageDisplay?requestType=PATIENT&patientID=${encodeURIComponent('<script>')}`)).status, 400);
+    assert.equal((await call(`${net.bUrl}/IHEInvokeImageDisplay?requestType=EVERYTHING`)).status, 400);
+  });
+
   test('login is rate-limited per client address', async () => {
     const statuses: number[] = [];
     for (let i = 0; i < 40; i++) statuses.push((await call(`${net.bUrl}/auth/login`, { headers: { accept: 'text/html' } })).status);

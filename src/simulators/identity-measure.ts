@@ -1,8 +1,8 @@
-import type { Population, SiteRecord } from '../simulators/population.js';
-import { INS_OID } from './ins.js';
-import type { LocalIdentities } from './local-identities.js';
-import type { PatientDirectory } from './patient-directory.js';
-import type { IdentityReconciler, IncomingPatient } from './reconciler.js';
+import type { Population, SiteRecord } from './population.js';
+import { INS_OID } from '../identity/ins.js';
+import type { LocalIdentities } from '../identity/local-identities.js';
+import type { PatientDirectory } from '../identity/patient-directory.js';
+import type { IdentityReconciler, IncomingPatient } from '../identity/reconciler.js';
 
 export interface ReconciliationMeasure {
   pairs: number;
