@@ -8,7 +8,8 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { CompactSign, exportSPKI, generateKeyPair } from 'jose';
+import { exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
+import { signTrustList } from '../auth/trust-list.js';
 import { loadConfig } from '../config/config.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { mtlsFetch } from '../common/mtls-fetch.js';
@@ -83,7 +84,7 @@ export async function startDemoNetwork(opts: { work: string; log?: Logger; ports
     const authority = await generateKeyPair('ES256', { extractable: true });
     writeFileSync(path.join(work, 'trust-authority.pem'), await exportSPKI(authority.publicKey));
     const list = { issuer: 'Autorité de démonstration', issuedAt: new Date().toISOString(), version: 1, entries: [{ domain: 'drimbox.chu-a.test', subjectDn: boxA.subjectDn }, { domain: 'drimbox.cabinet-b.test', subjectDn: boxB.subjectDn }] };
-    writeFileSync(path.join(work, 'trust-list.jws'), await new CompactSign(new TextEncoder().encode(JSON.stringify(list))).setProtectedHeader({ alg: 'ES256' }).sign(authority.privateKey));
+    writeFileSync(path.join(work, 'trust-list.jws'), await signTrustList(list, await exportPKCS8(authority.privateKey)));
     const trustList = { file: path.join(work, 'trust-list.jws'), authority: path.join(work, 'trust-authority.pem') };
 
     const pacsA = await startOrthanc({ name: 'chu-a-pacs', aet: 'PACSA' });

@@ -1,4 +1,4 @@
-import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION } from './part10.js';
+import { explicitElement, fileMetaHeader } from './part10.js';
 
 /** What a DICOMDIR needs of each instance (PS3.3 F.5: patient, study, series and image records). */
 export interface DirectoryInstance {
@@ -21,9 +21,7 @@ export interface DirectoryInstance {
   instanceNumber: string;
 }
 
-const ULVRS = new Set(['OB', 'OW', 'SQ', 'UN', 'UT', 'UC', 'UR']);
-
-/** One element in Explicit VR Little Endian, value padded to even length (NUL for UI, space otherwise). */
+/** An element with its value padded to even length (NUL for UI and OB, space otherwise). */
 function element(tag: number, vr: string, value: Buffer | string | number): Buffer {
   let v: Buffer;
   if (typeof value === 'number') {
@@ -31,15 +29,8 @@ function element(tag: number, vr: string, value: Buffer | string | number): Buff
     if (vr === 'US') v.writeUInt16LE(value);
     else v.writeUInt32LE(value);
   } else v = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
-  if (v.length % 2) v = Buffer.concat([v, Buffer.from(vr === 'UI' ? [0] : vr === 'OB' ? [0] : [0x20])]);
-  const long = ULVRS.has(vr);
-  const head = Buffer.alloc(long ? 12 : 8);
-  head.writeUInt16LE(tag >>> 16, 0);
-  head.writeUInt16LE(tag & 0xffff, 2);
-  head.write(vr, 4, 'ascii');
-  if (long) head.writeUInt32LE(v.length, 8);
-  else head.writeUInt16LE(v.length, 6);
-  return Buffer.concat([head, v]);
+  if (v.length % 2) v = Buffer.concat([v, Buffer.from(vr === 'UI' || vr === 'OB' ? [0] : [0x20])]);
+  return explicitElement(tag, vr, v);
 }
 
 interface RecordNode {
@@ -101,15 +92,7 @@ export function buildDicomdir(instances: DirectoryInstance[], fileSetId = 'OPEND
   roots.forEach(visit);
 
   const instanceUid = `2.25.${BigInt('0x' + Buffer.from(crypto.getRandomValues(new Uint8Array(15))).toString('hex')).toString()}`;
-  const metaContent = Buffer.concat([
-    element(0x00020001, 'OB', Buffer.from([0, 1])),
-    element(0x00020002, 'UI', '1.2.840.10008.1.3.10'),
-    element(0x00020003, 'UI', instanceUid),
-    element(0x00020010, 'UI', '1.2.840.10008.1.2.1'),
-    element(0x00020012, 'UI', IMPLEMENTATION_CLASS_UID),
-    element(0x00020013, 'SH', IMPLEMENTATION_VERSION),
-  ]);
-  const meta = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), element(0x00020000, 'UL', metaContent.length), metaContent]);
+  const meta = fileMetaHeader({ sopClassUid: '1.2.840.10008.1.3.10', sopInstanceUid: instanceUid, transferSyntaxUid: '1.2.840.10008.1.2.1' });
   const head = (first: number, last: number) => Buffer.concat([element(0x00041130, 'CS', fileSetId), element(0x00041200, 'UL', first), element(0x00041202, 'UL', last), element(0x00041212, 'US', 0)]);
   const sqHeaderLength = 12;
   // Pass 1: positions.

@@ -16,7 +16,8 @@ export class DicomParseError extends Error {
   override name = 'DicomParseError';
 }
 
-function element(tag: number, vr: string, value: Buffer): Buffer {
+/** One element in Explicit VR Little Endian, the value already padded to even length. */
+export function explicitElement(tag: number, vr: string, value: Buffer): Buffer {
   const longVr = vr === 'OB' || vr === 'OW' || vr === 'SQ' || vr === 'UN' || vr === 'UT' || vr === 'UC' || vr === 'UR';
   const head = Buffer.alloc(longVr ? 12 : 8);
   head.writeUInt16LE(tag >>> 16, 0);
@@ -38,16 +39,16 @@ function padded(text: string, pad: string): Buffer {
  */
 export function fileMetaHeader(meta: { sopClassUid: string; sopInstanceUid: string; transferSyntaxUid: string; sourceAeTitle?: string }): Buffer {
   const els = [
-    element(0x00020001, 'OB', Buffer.from([0, 1])),
-    element(0x00020002, 'UI', padded(meta.sopClassUid, '\0')),
-    element(0x00020003, 'UI', padded(meta.sopInstanceUid, '\0')),
-    element(0x00020010, 'UI', padded(meta.transferSyntaxUid, '\0')),
-    element(0x00020012, 'UI', padded(IMPLEMENTATION_CLASS_UID, '\0')),
-    element(0x00020013, 'SH', padded(IMPLEMENTATION_VERSION, ' ')),
+    explicitElement(0x00020001, 'OB', Buffer.from([0, 1])),
+    explicitElement(0x00020002, 'UI', padded(meta.sopClassUid, '\0')),
+    explicitElement(0x00020003, 'UI', padded(meta.sopInstanceUid, '\0')),
+    explicitElement(0x00020010, 'UI', padded(meta.transferSyntaxUid, '\0')),
+    explicitElement(0x00020012, 'UI', padded(IMPLEMENTATION_CLASS_UID, '\0')),
+    explicitElement(0x00020013, 'SH', padded(IMPLEMENTATION_VERSION, ' ')),
   ];
-  if (meta.sourceAeTitle) els.push(element(0x00020016, 'AE', padded(meta.sourceAeTitle.trim(), ' ')));
+  if (meta.sourceAeTitle) els.push(explicitElement(0x00020016, 'AE', padded(meta.sourceAeTitle.trim(), ' ')));
   const body = Buffer.concat(els);
-  const groupLength = element(0x00020000, 'UL', Buffer.alloc(4));
+  const groupLength = explicitElement(0x00020000, 'UL', Buffer.alloc(4));
   groupLength.writeUInt32LE(body.length, 8);
   return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM', 'ascii'), groupLength, body]);
 }

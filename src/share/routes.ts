@@ -8,7 +8,7 @@ import { anonymousNetworkGuard, clientAddress } from '../common/access.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import { UID, type InstanceProvider } from '../dicomweb/wado.js';
 import type { BlobStore } from '../store/blobs.js';
-import type { StudyIndex } from '../store/study-index.js';
+import type { StoredInstance, StudyIndex } from '../store/study-index.js';
 import { MESSAGES, pickLang } from '../web/i18n.js';
 import { esc, page } from '../web/html.js';
 import { IMPORT_MAP, IMPORT_MAP_HASH } from '../web/viewer-routes.js';
@@ -29,6 +29,13 @@ export interface ShareDeps {
 }
 
 const proofCookie = (id: number | bigint) => `share_${id}`;
+
+/** Every instance of the study, brought from the PACS first if need be. */
+async function studyInstances(provider: InstanceProvider, studyUid: string): Promise<StoredInstance[]> {
+  const out: StoredInstance[] = [];
+  for await (const i of provider.instances({ studyUid })) out.push(i);
+  return out;
+}
 
 /**
  * Share links. For the patient or correspondent (no account): /share/TOKEN opens the viewer on that exam only,
@@ -110,13 +117,21 @@ export async function shareRoutes(app: FastifyInstance, deps: ShareDeps): Promis
       return reply.redirect(`/share/${o.token}`, 303);
     });
 
+    /** A data request of the viewer or the download: the link must be valid and its code given. */
+    const openForData = async (req: FastifyRequest, reply: FastifyReply) => {
+      const o = await openLink(req, reply, { page: false });
+      if (o?.needsCode) {
+        reply.code(403).send({ error: 'the access code is required' });
+        return undefined;
+      }
+      return o;
+    };
+
     /** The exam's series and instances, for the viewer. */
     pub.get('/share/:token/manifest.json', async (req, reply) => {
-      const o = await openLink(req, reply, { page: false });
+      const o = await openForData(req, reply);
       if (!o) return reply;
-      if (o.needsCode) return reply.code(403).send({ error: 'the access code is required' });
-      const instances = [];
-      for await (const i of deps.provider.instances({ studyUid: o.link.study_uid })) instances.push(i);
+      const instances = await studyInstances(deps.provider, o.link.study_uid);
       const bySeries = new Map<string, typeof instances>();
       for (const i of instances) bySeries.set(i.seriesUid, [...(bySeries.get(i.seriesUid) ?? []), i]);
       return {
@@ -131,9 +146,8 @@ export async function shareRoutes(app: FastifyInstance, deps: ShareDeps): Promis
     });
 
     pub.get('/share/:token/instances/:sop', async (req, reply) => {
-      const o = await openLink(req, reply, { page: false });
+      const o = await openForData(req, reply);
       if (!o) return reply;
-      if (o.needsCode) return reply.code(403).send({ error: 'the access code is required' });
       const sop = (req.params as { sop: string }).sop;
       if (!UID.test(sop)) return reply.code(400).send({ error: 'not a DICOM UID' });
       // The instance must belong to the shared study: a link never reaches another exam.
@@ -145,11 +159,9 @@ export async function shareRoutes(app: FastifyInstance, deps: ShareDeps): Promis
     });
 
     pub.get('/share/:token/exam.zip', async (req, reply) => {
-      const o = await openLink(req, reply, { page: false });
+      const o = await openForData(req, reply);
       if (!o) return reply;
-      if (o.needsCode) return reply.code(403).send({ error: 'the access code is required' });
-      const instances = [];
-      for await (const i of deps.provider.instances({ studyUid: o.link.study_uid })) instances.push(i);
+      const instances = await studyInstances(deps.provider, o.link.study_uid);
       await audit.record({ actorType: 'patient', actorId: `share-link:${o.link.id}`, actorAddress: clientAddress(req), action: 'share.download', studyUid: o.link.study_uid, patientId: o.link.patient_id, outcome: 'success', detail: { link: Number(o.link.id), instances: instances.length } });
       reply.header('Content-Disposition', 'attachment; filename="examen.zip"');
       reply.type('application/zip');
@@ -162,9 +174,9 @@ export async function shareRoutes(app: FastifyInstance, deps: ShareDeps): Promis
     admin.post<{ Body: { studyUid?: string; hours?: number; code?: boolean } }>('/api/share-links', async (req, reply) => {
       const b = req.body ?? {};
       if (!b.studyUid || !UID.test(b.studyUid)) return reply.code(400).send({ error: 'studyUid must be a DICOM UID' });
-      const instances = [];
+      let instances: StoredInstance[];
       try {
-        for await (const i of deps.provider.instances({ studyUid: b.studyUid })) instances.push(i);
+        instances = await studyInstances(deps.provider, b.studyUid);
       } catch (e) {
         return reply.code(502).send({ error: (e as Error).message });
       }

@@ -37,7 +37,7 @@ export interface DrimNetwork {
   stop(): Promise<void>;
 }
 
-export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAccessTokenTtlSeconds?: number; /** More configuration for B (e.g. prefetch). */ bConfig?: Record<string, unknown>; /** More configuration for A, knowing where B's exchange port will be (e.g. routing). */ aConfig?: (ctx: { bExchangeUrl: string }) => Record<string, unknown>; /** B's PACS also serves a worklist from this folder. */ pacsBWorklists?: string }): Promise<DrimNetwork> {
+export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAccessTokenTtlSeconds?: number; /** More configuration for B (e.g. prefetch). */ bConfig?: Record<string, unknown>; /** More configuration for A, knowing where B's exchange port and PACS are (e.g. routing). */ aConfig?: (ctx: { bExchangeUrl: string; pacsAPort: number; pacsBPort: number }) => Record<string, unknown>; /** B's PACS also serves a worklist from this folder. */ pacsBWorklists?: string }): Promise<DrimNetwork> {
   const work = mkdtempSync(path.join(tmpdir(), 'drim-net-'));
   const pki = makeTestPki();
   const boxA = issueBoxCertificate(pki, 'drimbox.chu-a.test', 'CHU A');
@@ -54,8 +54,8 @@ export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAcces
   for (const f of opts.loadIntoPacsA) await orthanc.api('POST', '/instances', readFileSync(f));
   const dmp = await new DmpServer({ host: '127.0.0.1', port: 0, dataDir: path.join(work, 'dmp'), log: createLogger('silent') }).start();
   const dmpUrls = { registryUrl: `${dmp.url}/registry`, repositoryUrl: `${dmp.url}/repository` };
-  const a = await startTestNode({ aeTitle: 'DRIMBOXA', dicomTlsPort: 0, tls: { cert: boxA.cert, key: boxA.key, ca: pki.ca }, exchange: exchange('drimbox.chu-a.test'), peers: [{ aeTitle: 'PACS', host: '127.0.0.1', port: orthanc.dicomPort }], source: { pacs: 'PACS', dmp: dmpUrls, organisation: { finess: '750712184', name: 'CHU A' } }, ...(opts.aConfig?.({ bExchangeUrl }) ?? {}) });
   const pacsB = await startOrthanc({ name: 'cabinet-b-pacs', aet: 'PACSB', worklists: opts.pacsBWorklists });
+  const a = await startTestNode({ aeTitle: 'DRIMBOXA', dicomTlsPort: 0, tls: { cert: boxA.cert, key: boxA.key, ca: pki.ca }, exchange: exchange('drimbox.chu-a.test'), peers: [{ aeTitle: 'PACS', host: '127.0.0.1', port: orthanc.dicomPort }], source: { pacs: 'PACS', dmp: dmpUrls, organisation: { finess: '750712184', name: 'CHU A' } }, ...(opts.aConfig?.({ bExchangeUrl, pacsAPort: orthanc.dicomPort, pacsBPort: pacsB.dicomPort }) ?? {}) });
   const bPort = await freePort();
   const bUrl = `https://127.0.0.1:${bPort}`;
   // PSC over HTTPS; box B authenticates to it with its certificate (tls_client_auth), as PSC requires.

@@ -58,15 +58,23 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
     elsewhere = generateStudy({ out: path.join(gen, 'e'), modality: 'CR', series: 1, slices: 1, patientId: 'A-1003', patientName: 'PETIT^JEAN', birthDate: '19500101', sex: 'M', referring: 'HOUSE^Gregory', accession: 'R-3', ...common });
     net = await startDrimNetwork({
       loadIntoPacsA: [],
-      aConfig: ({ bExchangeUrl }) => ({
+      aConfig: ({ bExchangeUrl, pacsAPort, pacsBPort }) => ({
+        peers: [
+          { aeTitle: 'PACS', host: '127.0.0.1', port: pacsAPort },
+          { aeTitle: 'PACSB', host: '127.0.0.1', port: pacsBPort },
+        ],
         routing: {
           stableSeconds: 2,
           pacs: 'PACS',
           watch: { everySeconds: 1, lookbackDays: 1 },
-          destinations: [{ name: 'cabinet-b', type: 'opendrim', url: bExchangeUrl, gzip: true, parallel: 2, batch: 4 }],
+          destinations: [
+            { name: 'cabinet-b', type: 'opendrim', url: bExchangeUrl, gzip: true, parallel: 2, batch: 4 },
+            { name: 'pacs-b-direct', type: 'dicom', peer: 'PACSB' },
+          ],
           rules: [
             { name: 'medecins-cabinet-b', when: { referringPhysicianName: ['DURAND^SOPHIE', 'MOREAU^*'] }, destinations: ['cabinet-b'] },
             { name: 'demandes-cabinet-b', trigger: 'hl7', when: { destinationFacility: ['CABINET-B'] }, destinations: ['cabinet-b'] },
+            { name: 'archives-clinique', when: { institutionName: ['CLINIQUE ARCHIVE'] }, destinations: ['pacs-b-direct'] },
           ],
         },
       }),
@@ -209,5 +217,27 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
     assert.equal(rows[0]!['00100020']?.Value?.[0], 'B-7001');
     const t = (await transfers()).transfers.find((x) => x.studyUid === elsewhere.studyUid);
     assert.equal(t?.status, 'done');
+  });
+
+  test('a DICOM AE as destination (C-STORE), and a local identity found in B’s PACS by C-FIND', async () => {
+    // Anne FAURE is not in B's ADT feed, but B's PACS holds an exam of hers under B's ID.
+    const known = generateStudy({ out: path.join(gen, 'faure-b'), modality: 'CR', series: 1, slices: 1, rows: 64, cols: 64, patientId: 'B-PACS-77', issuer: 'CABINET-B', patientName: 'FAURE^ANNE', birthDate: '19750505', sex: 'F', accession: 'B-OLD' });
+    for (const f of known.files) await net.pacsB.api('POST', '/instances', readFileSync(f));
+    const today = new Date().toISOString().slice(0, 10).replace(/-/g, '');
+    const fromA = generateStudy({ out: path.join(gen, 'faure-a'), modality: 'CT', series: 1, slices: 3, rows: 64, cols: 64, patientId: 'A-1004', issuer: 'CHU-A', patientName: 'FAURE^ANNE', birthDate: '19750505', sex: 'F', referring: 'DURAND^SOPHIE', accession: 'R-4', studyDate: today });
+    const archive = generateStudy({ out: path.join(gen, 'archive'), modality: 'MR', series: 1, slices: 2, rows: 64, cols: 64, patientId: 'A-1005', issuer: 'CHU-A', patientName: 'ROBIN^LUC', birthDate: '19880808', sex: 'M', referring: 'NOBODY^X', institution: 'CLINIQUE ARCHIVE', accession: 'R-5', studyDate: today });
+    for (const f of [...fromA.files, ...archive.files]) await net.orthanc.api('POST', '/instances', readFileSync(f));
+    const viaBox = await waitFor('the exam under the ID B’s PACS knows', async () => {
+      const r = await inPacsB(fromA.studyUid);
+      return r.length ? r : undefined;
+    });
+    assert.equal(viaBox[0]!['00100020']?.Value?.[0], 'B-PACS-77');
+    const direct = await waitFor('the exam C-STOREd straight into PACS B', async () => {
+      const r = await inPacsB(archive.studyUid);
+      return r.length && Number(r[0]!['00201208']?.Value?.[0]) === archive.files.length ? r : undefined;
+    });
+    assert.equal(direct[0]!['00100020']?.Value?.[0], 'A-1005', 'a plain DICOM destination receives the study as it is');
+    const t = (await transfers()).transfers.find((x) => x.studyUid === archive.studyUid);
+    assert.deepEqual([t?.destination, t?.status, t?.sent], ['pacs-b-direct', 'done', archive.files.length]);
   });
 });

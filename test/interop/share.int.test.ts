@@ -79,6 +79,25 @@ describe('share links: open, download, expire, revoke', { skip }, () => {
       assert.equal(media.files.length, 10);
       assert.deepEqual(media.problems, []);
       assert.match(readFileSync(path.join(out, 'VIEWER.HTM'), 'utf8'), /visionneuse hors ligne/);
+      // The offline viewer, opened from the disk with no server, shows the images of the folder it is given.
+      const offline = await (await browser.newContext({ viewport: { width: 1000, height: 700 } })).newPage();
+      await offline.goto(`file://${path.join(out, 'VIEWER.HTM')}`);
+      await offline.setInputFiles('#files', path.join(out, 'DICOM'));
+      await offline.waitForFunction(() => document.querySelectorAll('#series button').length === 2, undefined, { timeout: 30_000 });
+      const contrast = await offline.evaluate(() => {
+        const c = document.getElementById('view') as HTMLCanvasElement;
+        const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+        let min = 255;
+        let max = 0;
+        for (let i = 0; i < d.length; i += 4) {
+          min = Math.min(min, d[i]!);
+          max = Math.max(max, d[i]!);
+        }
+        return { w: c.width, max, min };
+      });
+      assert.equal(contrast.w, 128, 'the image is drawn at its size');
+      assert.ok(contrast.max - contrast.min > 50, `an image with contrast is drawn (${JSON.stringify(contrast)})`);
+      assert.match((await offline.textContent('#info')) ?? '', /PARTAGE\^ALICE/);
       // Another exam's image is not reachable through this link.
       const foreign = await fetch(`${url}/instances/${other.sopUids[0]}`, { headers: { cookie: cookies } });
       assert.equal(foreign.status, 404);
