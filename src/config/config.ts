@@ -262,9 +262,11 @@ export const ConfigSchema = z
                     regions: z.array(z.string()).default([]),
                     lookbackDays: z.number().int().positive().default(1825),
                     maxStudies: z.number().int().positive().default(3),
+                    /** Where to look: "dmp" (KOS manifests, images from the source boxes) and/or "pacs:AE" (a peer PACS, one of `peers`, by C-FIND on the INS in Other Patient IDs). */
+                    sources: z.array(z.string().regex(/^(dmp|pacs:[^\\]{1,16})$/, 'each source is "dmp" or "pacs:AE"')).min(1).default(['dmp']),
                   })
                   .strict()
-                  .default({ modalities: ['same'], regions: [], lookbackDays: 1825, maxStudies: 3 }),
+                  .default({ modalities: ['same'], regions: [], lookbackDays: 1825, maxStudies: 3, sources: ['dmp'] }),
                 leadHours: z.number().positive().optional(),
                 /** Transfers for this rule run only in this local time window, "HH:MM-HH:MM" (may cross midnight). */
                 allowedHours: z.string().regex(/^\d{2}:\d{2}-\d{2}:\d{2}$/, 'must be HH:MM-HH:MM').optional(),
@@ -572,6 +574,8 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   }
   const wl = cfg.prefetch?.worklist;
   if (wl && !cfg.peers.some((p) => p.aeTitle === wl.peer)) throw new ConfigError(`invalid configuration: prefetch.worklist.peer: ${wl.peer} is not one of the configured peers`);
+  for (const r of cfg.prefetch?.rules ?? [])
+    for (const src of r.priors.sources) if (src.startsWith('pacs:') && !cfg.peers.some((p) => p.aeTitle === src.slice(5))) throw new ConfigError(`invalid configuration: prefetch rule ${r.name}: source ${src}: ${src.slice(5)} is not one of the configured peers`);
   if (cfg.prefetch && !cfg.consumer?.import) throw new ConfigError('invalid configuration: prefetch needs consumer (DMP, source boxes) and consumer.import (the local PACS the priors go to)');
   const routing = cfg.routing;
   if (routing) {

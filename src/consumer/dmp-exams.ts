@@ -31,6 +31,8 @@ export interface Exam {
   institution?: string;
   report?: DocumentRef & { title?: string; confidentiality: string[] };
   manifest?: DocumentRef;
+  /** Found by C-FIND in this peer PACS (prefetch sources) rather than in the DMP. */
+  pacs?: string;
 }
 
 export interface ExamFilter {

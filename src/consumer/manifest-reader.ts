@@ -6,6 +6,8 @@ export interface ManifestSeries {
   retrieveUrl?: string;
   retrieveAeTitle?: string;
   retrieveLocationUid?: string;
+  /** Found in a peer PACS by C-FIND (prefetch): retrieved from that AE (one of `peers`) by C-GET, not from a box. */
+  pacs?: string;
   instances: Array<{ sopClassUid: string; sopUid: string }>;
 }
 

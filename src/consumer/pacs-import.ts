@@ -10,6 +10,7 @@ import type { OutboundInstance } from '../dicom/scu.js';
 import type { DB, Dialect, ImportJobTable } from '../store/db.js';
 import type { BlobStore } from '../store/blobs.js';
 import type { LocalIdentities } from '../identity/local-identities.js';
+import type { InstanceProvider } from '../dicomweb/wado.js';
 import type { RemoteExamCache } from './remote-exam-cache.js';
 import type { ManifestSeries } from './manifest-reader.js';
 
@@ -70,6 +71,8 @@ export class PacsImports {
       dialect: Dialect;
       identities: LocalIdentities;
       remote: RemoteExamCache;
+      /** Series found in a peer PACS come from there (C-GET into the local cache), by AE title. */
+      peerPacs?: (aeTitle: string) => InstanceProvider | undefined;
       blobs: BlobStore;
       pacs: LocalPacs;
       workDir: string;
@@ -246,7 +249,10 @@ export class PacsImports {
           batch = [];
           await this.update(id, { done: sent });
         };
-        for await (const inst of remote.instances({ studyUid: job.study_uid, seriesUid: s.seriesUid }, s, { professional, patient: job.patient_ins })) {
+        const peer = s.pacs ? this.deps.peerPacs?.(s.pacs) : undefined;
+        if (s.pacs && !peer) throw new Error(`the peer PACS ${s.pacs} of this prior is no longer configured`);
+        const from = peer ? peer.instances({ studyUid: job.study_uid, seriesUid: s.seriesUid }) : remote.instances({ studyUid: job.study_uid, seriesUid: s.seriesUid }, s, { professional, patient: job.patient_ins });
+        for await (const inst of from) {
           const local = blobs.localPath(inst.blobKey);
           const original = local ? await readFile(local) : await streamToBuffer(blobs.read(inst.blobKey));
           const file = path.join(dir, `${inst.sopUid}.dcm`);
@@ -301,6 +307,8 @@ function toJob(r: Selectable<ImportJobTable>): ImportJob {
 
 /** The source box (origin of the Retrieve URLs) an import draws on. */
 function originOf(series: ManifestSeries[]): string | null {
+  const pacs = series.find((s) => s.pacs)?.pacs;
+  if (pacs) return `dicom:${pacs}`;
   const url = series.find((s) => s.retrieveUrl)?.retrieveUrl;
   try {
     return url ? new URL(url).origin : null;

@@ -474,6 +474,7 @@ export class OpenDrimNode {
       const gateway = new PacsGateway(remoteFor(config, peer), config.aeTitle);
       const identities = new LocalIdentities(this.database.db, imp.issuer, (ins) => gateway.patientIdsByOtherId(ins));
       this.identities = identities;
+      const peerCaches = new Map<string, StudyCache>();
       this.imports = new PacsImports({
         db: this.database.db,
         dialect: this.database.dialect,
@@ -494,7 +495,17 @@ export class OpenDrimNode {
         audit: this.audit,
         log: log.child({ component: 'import' }),
         parallel: imp.parallel,
-        perSourceLimit: (origin) => consumer.sources.find((s) => new URL(s.origin).origin === origin)?.maxConcurrent,
+        perSourceLimit: (origin) => (origin.startsWith('dicom:') ? undefined : consumer.sources.find((s) => new URL(s.origin).origin === origin)?.maxConcurrent),
+        peerPacs: (ae) => {
+          if (!config.peers.some((p) => p.aeTitle === ae)) return undefined;
+          // One cache per peer PACS: priors found there are brought by C-GET, series by series, as they arrive.
+          let cache = peerCaches.get(ae);
+          if (!cache) {
+            cache = new StudyCache({ db: this.database.db, index: this.index, ingestor: this.ingestor, blobs: this.blobs, pacs: this.pacsGateway(ae), retrieve: 'C-GET', aeTitle: config.aeTitle, limits: { maxBytes: 50 * 1024 ** 3, maxAgeMs: 7 * 86400_000, minResidencyMs: 3600_000 }, log: log.child({ component: 'prefetch', peer: ae }) });
+            peerCaches.set(ae, cache);
+          }
+          return cache;
+        },
       });
       this.imports.start();
       if (config.prefetch) {
@@ -509,6 +520,16 @@ export class OpenDrimNode {
           imports: this.imports,
           identities,
           localCount: (studyUid) => gateway.studyInstanceCount(studyUid),
+          peers: {
+            studies: async (ae, patient) => {
+              const peer = this.pacsGateway(ae);
+              const out = [];
+              for (const p of await peer.patientIdsByOtherId(patient.ins))
+                for (const st of await peer.studiesOfPatient(p.patientId, p.issuer)) out.push({ ...st, regions: [], pacs: ae });
+              return out;
+            },
+            series: async (ae, studyUid) => ((await this.pacsGateway(ae).content(studyUid))?.series ?? []).map((se) => ({ seriesUid: se.seriesUid, pacs: ae, instances: se.instances.map((i) => ({ sopClassUid: i.sopClassUid, sopUid: i.sopInstanceUid })) })),
+          },
           audit: this.audit,
           log: log.child({ component: 'prefetch' }),
         });

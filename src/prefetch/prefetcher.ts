@@ -3,8 +3,8 @@ import type { Logger } from '../common/log.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import type { Professional } from '../auth/professional-token.js';
 import type { AppointmentTable, DB } from '../store/db.js';
-import type { DmpExams } from '../consumer/dmp-exams.js';
-import { readManifest } from '../consumer/manifest-reader.js';
+import type { DmpExams, Exam } from '../consumer/dmp-exams.js';
+import { readManifest, type ManifestSeries } from '../consumer/manifest-reader.js';
 import type { PacsImports } from '../consumer/pacs-import.js';
 import type { Settable } from '../dicom/patient-rewrite.js';
 import type { LocalIdentities } from '../identity/local-identities.js';
@@ -59,6 +59,12 @@ const MAX_ATTEMPTS = 5;
  * the local PACS handed to the import queue (identity, fetch from the source box, rewrite, send, verify), and the
  * appointment is ready when every import is done. A cancelled appointment cancels its imports not yet started.
  */
+/** What the prefetcher asks of a peer PACS: the patient's studies (by INS), and one study's series and instances. */
+export interface PeerPacsSearch {
+  studies(aeTitle: string, patient: { ins: string; oid: string }): Promise<Exam[]>;
+  series(aeTitle: string, studyUid: string): Promise<ManifestSeries[]>;
+}
+
 export class Prefetcher {
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
@@ -74,6 +80,8 @@ export class Prefetcher {
       imports: PacsImports;
       identities: LocalIdentities;
       localCount: LocalStudyCount;
+      /** Peer PACS as prior sources (rules' `pacs:AE`): the patient's studies there, and a study's series. */
+      peers?: PeerPacsSearch;
       audit: AuditTrail;
       log: Logger;
       now?: () => Date;
@@ -173,14 +181,20 @@ export class Prefetcher {
     const claimed = await db.updateTable('appointments').set({ state: 'searching', updated_at: this.now().toISOString() }).where('appointment_id', '=', a.appointment_id).where('state', '=', 'waiting').executeTakeFirst();
     if (!Number(claimed.numUpdatedRows)) return;
     try {
-      const found = await exams.list({ ins: a.patient_ins, oid: a.patient_oid });
+      const found: Exam[] = rule.priors.sources.includes('dmp') ? await exams.list({ ins: a.patient_ins, oid: a.patient_oid }) : [];
+      // Peer PACS: the same study found in the DMP is taken from there (its manifest names the source box).
+      for (const src of rule.priors.sources.filter((x) => x.startsWith('pacs:'))) {
+        if (!this.deps.peers) throw new Error(`prior source ${src} is not available on this node`);
+        const known = new Set(found.map((e) => e.studyUid));
+        found.push(...(await this.deps.peers.studies(src.slice(5), { ins: a.patient_ins, oid: a.patient_oid })).filter((e) => !known.has(e.studyUid)));
+      }
       const priors = selectPriors(rule, { modality: a.modality ?? undefined, procedureCode: a.procedure_code ?? undefined, start: new Date(a.start_at) }, found);
       const professional = a.practitioner ? (JSON.parse(a.practitioner) as Professional) : this.deps.onBehalfOf;
       const planned: AppointmentView['priors'] = [];
       const importIds: number[] = [];
       let total = 0;
       for (const p of priors) {
-        const manifest = readManifest(await exams.retrieve(p.manifest!));
+        const manifest = p.manifest ? readManifest(await exams.retrieve(p.manifest)) : { studyUid: p.studyUid!, series: await this.deps.peers!.series(p.pacs!, p.studyUid!) };
         const instances = manifest.series.reduce((n, s) => n + s.instances.length, 0);
         // Idempotence: a prior the local PACS already holds whole is not fetched again.
         const already = (await localCount(manifest.studyUid)) >= instances;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { dueAt, ruleFor, selectPriors, withinHours, type PrefetchRule } from './rules.js';
 import type { Exam } from '../consumer/dmp-exams.js';
 
-const rule = (r: Partial<PrefetchRule> & { name: string }): PrefetchRule => ({ match: {}, priors: { modalities: ['same'], regions: [], lookbackDays: 1825, maxStudies: 3 }, ...r });
+const rule = (r: Partial<PrefetchRule> & { name: string }): PrefetchRule => ({ match: {}, priors: { modalities: ['same'], regions: [], lookbackDays: 1825, maxStudies: 3, sources: ['dmp'] }, ...r });
 const exam = (date: string, modality: string, region: string, uid: string): Exam => ({ studyUid: uid, date, modalities: [modality], regions: [{ code: 'X', scheme: 's', display: region }], manifest: { entryUUID: uid, uniqueId: uid, repositoryUniqueId: 'r' } });
 
 test('the first matching rule wins; procedure codes match by glob', () => {
@@ -39,7 +39,7 @@ test('priors: same modality, region words, look-back, most recent first, at most
     exam('2026-12-02', 'CT', 'Scanographie du thorax', 'after'),
     { ...exam('2026-11-01', 'CT', 'Scanographie du thorax', 'no-kos'), manifest: undefined },
   ];
-  const r = rule({ name: 'r', priors: { modalities: ['same'], regions: ['thorax'], lookbackDays: 1825, maxStudies: 5 } });
+  const r = rule({ name: 'r', priors: { modalities: ['same'], regions: ['thorax'], lookbackDays: 1825, maxStudies: 5, sources: ['dmp'] } });
   assert.deepEqual(selectPriors(r, { modality: 'CT', start }, exams).map((e) => e.studyUid), ['a', 'b']);
   assert.deepEqual(selectPriors({ ...r, priors: { ...r.priors, maxStudies: 1 } }, { modality: 'CT', start }, exams).map((e) => e.studyUid), ['a']);
   assert.deepEqual(selectPriors({ ...r, priors: { ...r.priors, modalities: [], regions: [] } }, { modality: 'CT', start }, exams).map((e) => e.studyUid), ['a', 'other-modality', 'other-region', 'b']);

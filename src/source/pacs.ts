@@ -141,4 +141,16 @@ export class PacsGateway {
     const rows = await find(this.remote, this.callingAe, 'PATIENT', { PatientID: '', IssuerOfPatientID: '', PatientName: '', PatientBirthDate: birthDate, PatientSex: '' }, 'PATIENT');
     return rows.map((r) => ({ patientId: str(r, '00100020'), issuer: str(r, '00100021'), name: str(r, '00100010'), birthName: str(r, '00101005'), sex: str(r, '00100040') })).filter((p) => p.patientId !== '');
   }
+
+  /** The studies of a patient (by Patient ID and issuer) with what prior selection looks at. */
+  async studiesOfPatient(patientId: string, issuer: string): Promise<Array<{ studyUid: string; date?: string; description?: string; modalities: string[] }>> {
+    const rows = await find(this.remote, this.callingAe, 'STUDY', { PatientID: patientId, IssuerOfPatientID: issuer, StudyInstanceUID: '', StudyDate: '', StudyDescription: '', ModalitiesInStudy: '' });
+    return rows
+      .map((r) => {
+        const d = str(r, '00080020');
+        const modalities = ((r['00080061']?.Value ?? []) as string[]).flatMap((m) => String(m).split('\\')).map((m) => m.trim()).filter(Boolean);
+        return { studyUid: str(r, '0020000D'), date: /^\d{8}$/.test(d) ? `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6, 8)}` : undefined, description: str(r, '00081030') || undefined, modalities };
+      })
+      .filter((s) => s.studyUid !== '');
+  }
 }

@@ -26,6 +26,7 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
   let thorax2025: GeneratedStudy;
   let thorax2026: GeneratedStudy;
   let knee: GeneratedStudy;
+  let kneeNotInDmp: GeneratedStudy;
   let worklists: string;
   const tomorrow = new Date(Date.now() + 24 * 3600_000);
   const appointment: AppointmentSpec = { appointmentId: 'RDV-100', ins: INS, ipp: 'IPP-B-77', family: 'PAT-ECHANGE', given: 'CAMILLE', birthDate: '19800615', sex: 'F', start: tomorrow, modality: 'CT', procedure: { code: 'ZBQK002', text: 'Scanographie du thorax' } };
@@ -51,19 +52,29 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
     thorax2025 = generateStudy({ out: path.join(gen, 'a'), modality: 'CT', series: 1, slices: 12, accession: 'ACC-T25', studyDate: '20250310', ...common });
     thorax2026 = generateStudy({ out: path.join(gen, 'b'), modality: 'CT', series: 2, slices: 8, accession: 'ACC-T26', studyDate: '20261015', ...common });
     knee = generateStudy({ out: path.join(gen, 'c'), modality: 'MR', series: 1, slices: 5, accession: 'ACC-KNEE', studyDate: '20260601', ...common });
+    // An exam A's PACS holds but never published to the DMP (the INS in Other Patient IDs): found only by C-FIND.
+    kneeNotInDmp = generateStudy({ out: path.join(gen, 'd'), modality: 'MR', series: 2, slices: 3, accession: 'ACC-KNEE-2', studyDate: '20260901', description: 'IRM GENOU GAUCHE', ins: INS, ...common });
     worklists = mkdtempSync(path.join(tmpdir(), 'worklists-'));
     net = await startDrimNetwork({
       pacsBWorklists: worklists,
-      loadIntoPacsA: [...thorax2025.files, ...thorax2026.files, ...knee.files],
-      bConfig: {
+      loadIntoPacsA: [...thorax2025.files, ...thorax2026.files, ...knee.files, ...kneeNotInDmp.files],
+      bConfig: ({ pacsAPort, pacsBPort }) => ({
+        // CHU A's PACS is also reachable by DICOM (a neighbouring hospital's PACS) and searched for knee priors.
+        peers: [
+          { aeTitle: 'PACSB', host: '127.0.0.1', port: pacsBPort },
+          { aeTitle: 'PACSA', host: '127.0.0.1', port: pacsAPort },
+        ],
         prefetch: {
           onBehalfOf: { id: '8899700218896', familyName: 'RADIO', givenName: 'Jeanne', specialty: 'SM26' },
           pollSeconds: 0.2,
           worklist: { peer: 'PACSB', everyMinutes: 600, daysAhead: 2 },
           tag: { InstitutionName: 'ANTERIORITE DRIM-M' },
-          rules: [{ name: 'CT thorax', match: { modality: 'CT', procedure: 'ZBQK*' }, priors: { modalities: ['same'], regions: ['thorax'], lookbackDays: 3650, maxStudies: 3 }, leadHours: 48 }],
+          rules: [
+            { name: 'CT thorax', match: { modality: 'CT', procedure: 'ZBQK*' }, priors: { modalities: ['same'], regions: ['thorax'], lookbackDays: 3650, maxStudies: 3 }, leadHours: 48 },
+            { name: 'IRM genou', match: { modality: 'MR', procedure: 'NZQ*' }, priors: { modalities: ['same'], regions: ['genou'], lookbackDays: 3650, maxStudies: 2, sources: ['pacs:PACSA'] }, leadHours: 48 },
+          ],
         },
-      },
+      }),
     });
     rmSync(gen, { recursive: true, force: true });
     const base = { ins: INS, ipp: 'IPP-A-7', family: 'PAT-ECHANGE', given: 'CAMILLE', birthDate: '19800615', sex: 'F' as const };
@@ -96,6 +107,17 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
     await net.b.audit.flush();
     const search = await net.b.audit.search({ action: 'prefetch.search' });
     assert.equal(search[0]?.detail.onBehalfOf, '8899700218896');
+  });
+
+  test('priors from a peer PACS found by C-FIND (not in the DMP) are brought by C-GET into PACS B under the IPP', async () => {
+    const mri: AppointmentSpec = { ...appointment, appointmentId: 'RDV-MR-1', modality: 'MR', procedure: { code: 'NZQN001', text: 'IRM du genou' } };
+    assert.equal((await send(siu('S12', mri, 'CTRL-MR-1'))).code, 'AA');
+    const a = await until('RDV-MR-1', ['ready', 'failed', 'nothing'], 120_000);
+    assert.equal(a.state, 'ready', a.error ?? '');
+    assert.deepEqual(a.priors.map((p) => p.studyUid), [kneeNotInDmp.studyUid], 'only the knee MR the PACS holds (the other MR is not of the knee)');
+    const rows = await inPacsB(kneeNotInDmp.studyUid);
+    assert.equal(rows[0]?.['00100020']?.Value?.[0], appointment.ipp);
+    assert.equal(Number(rows[0]?.['00201208']?.Value?.[0]), kneeNotInDmp.files.length);
   });
 
   test('duplicate messages change nothing; a prior already in the PACS is not fetched again', async () => {
