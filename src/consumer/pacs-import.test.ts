@@ -39,6 +39,14 @@ for (const db of await testDatabases()) {
         return [...pacsHas.values()].filter((p) => p === patientId).length;
       },
     };
+    /** The same PACS, answering which instances of a series it holds (what a resumed import asks). */
+    const pacsWithPresence = {
+      ...pacs,
+      async present(_study: string, seriesUid: string) {
+        const inSeries = new Set((await store.index.listInstances({ seriesUid })).map((i) => i.sopUid));
+        return new Set([...pacsHas.keys()].filter((k) => inSeries.has(k)));
+      },
+    };
 
     before(async () => {
       work = mkdtempSync(path.join(tmpdir(), 'imports-'));
@@ -142,6 +150,39 @@ for (const db of await testDatabases()) {
       assert.equal(job?.status, 'done', job?.error);
       assert.equal(job?.report?.inPacs, 60);
       assert.equal(pacsHas.size, sizeBefore, 'instances sent again replace themselves: no duplicate in the PACS');
+    });
+
+    test('a resumed import fetches and sends only what the PACS does not hold yet (instance granularity)', async () => {
+      const fetched: string[] = [];
+      const remote = {
+        instances: (t: { studyUid: string; seriesUid: string; sopUid?: string }) =>
+          (async function* () {
+            for (const i of await store.index.listInstances(t)) {
+              fetched.push(i.sopUid);
+              yield i;
+            }
+          })(),
+      } as unknown as RemoteExamCache;
+      const make = () => new PacsImports({ db: store.database.db, dialect: store.database.dialect, identities: new LocalIdentities(store.database.db, 'CABINET-B'), remote, blobs: store.blobs, pacs: pacsWithPresence, workDir: path.join(work, 'tmp'), audit, log: createLogger('silent'), retryBaseMs: 50 });
+      const series = await Promise.all(study.seriesUids.map(async (seriesUid) => ({ seriesUid, instances: (await store.index.listInstances({ seriesUid })).map((i) => ({ sopClassUid: i.sopClassUid, sopUid: i.sopUid })) })));
+      // The PACS holds the first series whole and 20 of the second's 30 instances (a transfer cut short).
+      pacsHas.clear();
+      const second = series[1]!.instances.map((i) => i.sopUid);
+      for (const i of [...series[0]!.instances.map((x) => x.sopUid), ...second.slice(0, 20)]) pacsHas.set(i, 'IPP-RESUME');
+      await new LocalIdentities(store.database.db, 'CABINET-B').record(INS, '1.2.250.1.213.1.4.10', 'IPP-RESUME', 'test');
+      const importer = make();
+      importer.start(20);
+      try {
+        const id = await importer.enqueue({ studyUid: study.studyUid, series, patient: { ins: INS, oid: '1.2.250.1.213.1.4.10' }, professional: { id: '8899700218896' } });
+        for (let i = 0; i < 200 && (await importer.get(id))?.status !== 'done'; i++) await new Promise((r) => setTimeout(r, 25));
+        const job = await importer.get(id);
+        assert.equal(job?.status, 'done', job?.error);
+        assert.deepEqual(fetched.sort(), second.slice(20).sort(), 'only the 10 missing instances were fetched');
+        assert.equal((job?.report as { alreadyInPacs?: number }).alreadyInPacs, 50);
+        assert.equal(job?.report?.inPacs, 60);
+      } finally {
+        importer.stop();
+      }
     });
   });
 }

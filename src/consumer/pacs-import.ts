@@ -45,6 +45,8 @@ export interface ImportRequest {
 export interface LocalPacs {
   send(files: OutboundInstance[]): Promise<{ completed: number; failed: number; error?: string }>;
   countInstances(studyUid: string, patientId: string): Promise<number>;
+  /** SOP Instance UIDs of a series the PACS already holds (C-FIND image level): a resumed import skips them. */
+  present?(studyUid: string, seriesUid: string): Promise<Set<string>>;
 }
 
 const MAX_ATTEMPTS = 5;
@@ -235,6 +237,7 @@ export class PacsImports {
       await this.update(id, { local_id: identity.localId });
       await mkdir(dir, { recursive: true });
       let sent = 0;
+      let skipped = 0;
       let failed = 0;
       let lastError: string | undefined;
       for (const s of series) {
@@ -251,7 +254,27 @@ export class PacsImports {
         };
         const peer = s.pacs ? this.deps.peerPacs?.(s.pacs) : undefined;
         if (s.pacs && !peer) throw new Error(`the peer PACS ${s.pacs} of this prior is no longer configured`);
-        const from = peer ? peer.instances({ studyUid: job.study_uid, seriesUid: s.seriesUid }) : remote.instances({ studyUid: job.study_uid, seriesUid: s.seriesUid }, s, { professional, patient: job.patient_ins });
+        // Resuming (a retry, a node restarted mid-transfer): what the PACS holds already is neither fetched nor
+        // sent again. A series partly there is completed instance by instance; a series absent comes whole.
+        const have = pacs.present ? await pacs.present(job.study_uid, s.seriesUid).catch(() => new Set<string>()) : new Set<string>();
+        const missing = s.instances.filter((i) => !have.has(i.sopUid));
+        const already = s.instances.length - missing.length;
+        if (already) {
+          sent += already;
+          skipped += already;
+          await this.update(id, { done: sent });
+        }
+        if (!missing.length) continue;
+        const who = { professional, patient: job.patient_ins };
+        const fetchTarget = (sopUid?: string) => {
+          const target = { studyUid: job.study_uid, seriesUid: s.seriesUid, ...(sopUid ? { sopUid } : {}) };
+          return peer ? peer.instances(target) : remote.instances(target, s, who);
+        };
+        const from = already
+          ? (async function* () {
+              for (const i of missing) yield* fetchTarget(i.sopUid);
+            })()
+          : fetchTarget();
         for await (const inst of from) {
           const local = blobs.localPath(inst.blobKey);
           const original = local ? await readFile(local) : await streamToBuffer(blobs.read(inst.blobKey));
@@ -263,7 +286,7 @@ export class PacsImports {
         await flush();
       }
       const inPacs = await pacs.countInstances(job.study_uid, identity.localId);
-      const report = { sent, failed, inPacs, localId: identity.localId, seconds: Math.round((Date.now() - started) / 100) / 10 };
+      const report = { sent, alreadyInPacs: skipped, failed, inPacs, localId: identity.localId, seconds: Math.round((Date.now() - started) / 100) / 10 };
       if (failed > 0 || inPacs < Number(job.total)) throw new Error(`${failed} instance(s) refused by the PACS, ${inPacs} of ${job.total} found there afterwards${lastError ? `: ${lastError}` : ''}`);
       await this.update(id, { status: 'done', report: JSON.stringify(report), error: null, claimed_by: null });
       await audit.record({ actorType: 'practitioner', actorId: professional.id, action: 'consumer.import', patientId: job.patient_ins, studyUid: job.study_uid, outcome: 'success', detail: { step: 'done', job: id, ...report } });

@@ -490,6 +490,7 @@ export class OpenDrimNode {
             return storeInstances(remoteFor(config, peer), config.aeTitle, files);
           },
           countInstances: (studyUid, patientId) => gateway.countInstances(studyUid, patientId),
+          present: async (studyUid, seriesUid) => new Set((await gateway.seriesInstances(studyUid, seriesUid)).map((i) => i.sopUid)),
         },
         workDir: path.join(config.dataDir, 'tmp'),
         audit: this.audit,
