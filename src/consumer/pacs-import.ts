@@ -62,6 +62,7 @@ const BATCH = 25;
  */
 export class PacsImports {
   private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
   private filling = false;
   /** Jobs running on this node, with the source box each draws on. */
   private readonly active = new Map<number, string>();
@@ -140,6 +141,7 @@ export class PacsImports {
   }
 
   start(pollMs = 2000): void {
+    this.stopped = false;
     // Jobs left running by a node that stopped mid-way are resumed.
     void this.deps.db
       .updateTable('import_jobs')
@@ -152,7 +154,9 @@ export class PacsImports {
     this.timer.unref();
   }
 
+  /** No new job is claimed after this (jobs in flight finish): a stopping node leaves the rest to others. */
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
   }
 
@@ -161,7 +165,7 @@ export class PacsImports {
    * its limit (jobs of a busy site wait while others go ahead).
    */
   kick(): void {
-    if (this.filling) return;
+    if (this.filling || this.stopped) return;
     this.filling = true;
     void (async () => {
       try {

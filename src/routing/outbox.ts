@@ -21,6 +21,7 @@ export type StudyFiles = (studyUid: string) => Promise<OutboundInstance[]>;
 export class RouteOutbox {
   private timer: NodeJS.Timeout | undefined;
   private running = 0;
+  private stopped = false;
   private readonly nodeId = `${hostname()}:${process.pid}`;
   constructor(
     private readonly deps: {
@@ -68,13 +69,16 @@ export class RouteOutbox {
   }
 
   start(pollMs = 2000): void {
+    this.stopped = false;
     // Transfers claimed by a node that died stay `sending`: given back after ten quiet minutes.
     void this.deps.db.updateTable('route_transfers').set({ status: 'queued', claimed_by: null }).where('status', '=', 'sending').where('updated_at', '<', new Date(Date.now() - 10 * 60_000).toISOString()).execute().catch(() => undefined);
     this.timer = setInterval(() => this.kick(), pollMs);
     this.timer.unref();
   }
 
+  /** No new transfer is claimed after this (those in flight finish): a stopping node leaves the rest to others. */
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
@@ -85,7 +89,7 @@ export class RouteOutbox {
   }
 
   private async drain(): Promise<void> {
-    while (this.running < (this.deps.parallel ?? 2)) {
+    while (!this.stopped && this.running < (this.deps.parallel ?? 2)) {
       const t = await this.claim();
       if (!t) return;
       this.running++;
