@@ -148,25 +148,25 @@ export class AuditTrail {
   }
 
   /** Events per day and action, for the programme's activity reporting (CSV). */
-  async dailyStatsCsv(): Promise<string> {
-    const rows = await this.db
+  /** Records counted per day, action and outcome: what both CSV exports are made of. */
+  private perDay() {
+    return this.db
       .selectFrom('audit_events')
       .select([sql<string>`substr(at, 1, 10)`.as('day'), 'action', 'outcome', (eb) => eb.fn.countAll().as('n')])
       .groupBy([sql`substr(at, 1, 10)`, 'action', 'outcome'])
       .orderBy(sql`substr(at, 1, 10)`)
       .orderBy('action')
       .execute();
+  }
+
+  async dailyStatsCsv(): Promise<string> {
+    const rows = await this.perDay();
     return ['day,action,outcome,count', ...rows.map((r) => `${r.day},${r.action},${r.outcome},${Number(r.n)}`)].join('\n') + '\n';
   }
 
   /** One line per day with the programme's indicators (KPI_COLUMNS), for the DRIM-M reporting. */
   async kpiCsv(): Promise<string> {
-    const rows = await this.db
-      .selectFrom('audit_events')
-      .select([sql<string>`substr(at, 1, 10)`.as('day'), 'action', 'outcome', (eb) => eb.fn.countAll().as('n')])
-      .groupBy([sql`substr(at, 1, 10)`, 'action', 'outcome'])
-      .orderBy(sql`substr(at, 1, 10)`)
-      .execute();
+    const rows = await this.perDay();
     const days = new Map<string, number[]>();
     for (const r of rows) {
       const line = days.get(r.day) ?? KPI_COLUMNS.map(() => 0);

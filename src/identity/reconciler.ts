@@ -46,8 +46,11 @@ export class IdentityReconciler {
   async reconcile(incoming: IncomingPatient): Promise<Reconciliation> {
     const { directory } = this.deps;
     const d = incoming.demographics;
+    // The local PACS is asked once per reconciliation, whichever steps need its patients.
+    let pacsPatients: Promise<LocalPatient[]> | undefined;
+    const fromPacs = () => (pacsPatients ??= this.fromPacs(d.birthDate));
     const traitsOf = async (localId: string): Promise<ScoredCandidate | undefined> => {
-      const p = (await directory.get(localId)) ?? (await this.fromPacs(d.birthDate)).find((c) => c.localId === localId);
+      const p = (await directory.get(localId)) ?? (await fromPacs()).find((c) => c.localId === localId);
       return p ? { localId, demographics: p.demographics, source: p.source, traits: compareTraits(d, p.demographics) } : undefined;
     };
     // A national or cross-site identifier designates a patient, but the traits must still agree: an INS typed on
@@ -71,7 +74,7 @@ export class IdentityReconciler {
     if (known.size > 1) return { kind: 'manual', reason: `the incoming identifiers designate ${known.size} different local patients`, candidates: (await Promise.all([...known].map(traitsOf))).filter((c): c is ScoredCandidate => Boolean(c)) };
 
     const seen = new Map<string, LocalPatient>();
-    for (const p of [...(await directory.bornOn(d.birthDate)), ...(await this.fromPacs(d.birthDate))]) if (!seen.has(p.localId)) seen.set(p.localId, p);
+    for (const p of [...(await directory.bornOn(d.birthDate)), ...(await fromPacs())]) if (!seen.has(p.localId)) seen.set(p.localId, p);
     const scored = [...seen.values()].map((p) => ({ localId: p.localId, demographics: p.demographics, source: p.source, traits: compareTraits(d, p.demographics) })).sort((a, b) => b.traits.score - a.traits.score);
     const passing = scored.filter((c) => c.traits.birthDate && c.traits.sex && c.traits.family >= MATCH.family && c.traits.given >= MATCH.given);
     const rivals = scored.filter((c) => c.traits.birthDate && c.traits.family >= MATCH.rivalFamily && c.traits.given >= MATCH.rivalGiven);
