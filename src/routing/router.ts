@@ -72,7 +72,7 @@ export class Router {
     try {
       for (const study of await this.deps.watch.claimStable(PURPOSE, this.deps.stableMs, this.claimant)) {
         try {
-          const facts = await this.factsOf(study.study_uid, study.facts);
+          const facts = await this.factsOf(study.study_uid);
           const routes = routesFor(this.deps.rules, facts, 'stable');
           for (const r of routes) await this.deps.outbox.enqueue(study.study_uid, r.destination, r.rule);
           await this.deps.watch.settle(study, routes.length ? 'routed' : 'no-rule', { error: null });
@@ -90,14 +90,13 @@ export class Router {
 
   /** Routes a study now for an HL7 order or report, with the HL7 fields the rules may test. */
   async routeForMessage(studyUid: string, hl7: { orderingPhysician: string[]; destinationFacility: string[] }): Promise<Array<{ destination: string; rule: string }>> {
-    const facts = { ...(await this.factsOf(studyUid, null)), ...hl7 };
+    const facts = { ...(await this.factsOf(studyUid)), ...hl7 };
     const routes = routesFor(this.deps.rules, facts, 'hl7');
     for (const r of routes) await this.deps.outbox.enqueue(studyUid, r.destination, r.rule);
     return routes;
   }
 
-  private async factsOf(studyUid: string, stored: string | null): Promise<StudyFacts> {
-    if (stored) return JSON.parse(stored) as StudyFacts;
+  private async factsOf(studyUid: string): Promise<StudyFacts> {
     if (!this.deps.pacs) return { modalities: [], stationNames: [], institutionNames: [] };
     return this.deps.pacs.gateway.studyFacts(studyUid);
   }

@@ -12,35 +12,25 @@ export type WatchedStudy = Selectable<WatchedStudyTable>;
 export class StudyWatch {
   constructor(private readonly db: Kysely<DB>) {}
 
-  /** One more instance of the study has arrived (counted), with what the rules may look at. */
-  async arrived(studyUid: string, purpose: string, origin: string, facts?: (previous: string | null) => string): Promise<void> {
+  /** One more instance of the study has arrived: counted, and the stability clock restarts (one statement). */
+  async arrived(studyUid: string, purpose: string, origin: string): Promise<void> {
     const now = new Date().toISOString();
-    const row = await this.db.selectFrom('watched_studies').select(['instances', 'facts']).where('study_uid', '=', studyUid).where('purpose', '=', purpose).executeTakeFirst();
-    if (!row) {
-      await this.db
-        .insertInto('watched_studies')
-        .values({ study_uid: studyUid, purpose, origin, instances: 1, changed_at: now, state: 'watching', facts: facts?.(null) ?? null, updated_at: now })
-        .onConflict((oc) => oc.columns(['study_uid', 'purpose']).doUpdateSet((eb) => ({ instances: eb('watched_studies.instances', '+', 1), changed_at: now, state: 'watching', updated_at: now })))
-        .execute();
-      return;
-    }
     await this.db
-      .updateTable('watched_studies')
-      .set((eb) => ({ instances: eb('instances', '+', 1), changed_at: now, state: 'watching', updated_at: now, ...(facts ? { facts: facts(row.facts) } : {}) }))
-      .where('study_uid', '=', studyUid)
-      .where('purpose', '=', purpose)
+      .insertInto('watched_studies')
+      .values({ study_uid: studyUid, purpose, origin, instances: 1, changed_at: now, state: 'watching', updated_at: now })
+      .onConflict((oc) => oc.columns(['study_uid', 'purpose']).doUpdateSet((eb) => ({ instances: eb('watched_studies.instances', '+', 1), changed_at: now, state: 'watching', updated_at: now })))
       .execute();
   }
 
   /** The study holds `instances` now (a count seen in the PACS): watched again only if that changed. */
-  async observed(studyUid: string, purpose: string, origin: string, instances: number, facts?: string): Promise<boolean> {
+  async observed(studyUid: string, purpose: string, origin: string, instances: number): Promise<boolean> {
     const now = new Date().toISOString();
     const row = await this.db.selectFrom('watched_studies').select(['instances']).where('study_uid', '=', studyUid).where('purpose', '=', purpose).executeTakeFirst();
     if (row && Number(row.instances) === instances) return false;
     await this.db
       .insertInto('watched_studies')
-      .values({ study_uid: studyUid, purpose, origin, instances, changed_at: now, state: 'watching', facts: facts ?? null, updated_at: now })
-      .onConflict((oc) => oc.columns(['study_uid', 'purpose']).doUpdateSet({ instances, changed_at: now, state: 'watching', facts: facts ?? null, updated_at: now }))
+      .values({ study_uid: studyUid, purpose, origin, instances, changed_at: now, state: 'watching', updated_at: now })
+      .onConflict((oc) => oc.columns(['study_uid', 'purpose']).doUpdateSet({ instances, changed_at: now, state: 'watching', updated_at: now }))
       .execute();
     return true;
   }

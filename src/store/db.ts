@@ -207,7 +207,6 @@ export interface WatchedStudyTable {
   handled_instances: Generated<number>;
   state: string;
   case_id: number | null;
-  facts: string | null;
   error: string | null;
   claimed_by: string | null;
   updated_at: string;

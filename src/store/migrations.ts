@@ -330,7 +330,6 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('handled_instances', 'integer', (c) => c.notNull().defaultTo(0))
           .addColumn('state', 'text', (c) => c.notNull())
           .addColumn('case_id', 'integer')
-          .addColumn('facts', 'text')
           .addColumn('error', 'text')
           .addColumn('claimed_by', 'text')
           .addColumn('updated_at', 'text', (c) => c.notNull())
