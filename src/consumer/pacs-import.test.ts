@@ -171,9 +171,12 @@ for (const db of await testDatabases()) {
       for (const i of [...series[0]!.instances.map((x) => x.sopUid), ...second.slice(0, 20)]) pacsHas.set(i, 'IPP-RESUME');
       await new LocalIdentities(store.database.db, 'CABINET-B').record(INS, '1.2.250.1.213.1.4.10', 'IPP-RESUME', 'test');
       const importer = make();
-      importer.start(20);
+      importer.stop();
       try {
+        // A job that had sent part of the study when its node stopped: it resumes on this node.
         const id = await importer.enqueue({ studyUid: study.studyUid, series, patient: { ins: INS, oid: '1.2.250.1.213.1.4.10' }, professional: { id: '8899700218896' } });
+        await store.database.db.updateTable('import_jobs').set({ done: 50 }).where('id', '=', id).execute();
+        importer.start(20);
         for (let i = 0; i < 200 && (await importer.get(id))?.status !== 'done'; i++) await new Promise((r) => setTimeout(r, 25));
         const job = await importer.get(id);
         assert.equal(job?.status, 'done', job?.error);

@@ -260,7 +260,9 @@ export class PacsImports {
         if (s.pacs && !peer) throw new Error(`the peer PACS ${s.pacs} of this prior is no longer configured`);
         // Resuming (a retry, a node restarted mid-transfer): what the PACS holds already is neither fetched nor
         // sent again. A series partly there is completed instance by instance; a series absent comes whole.
-        const have = pacs.present ? await pacs.present(job.study_uid, s.seriesUid).catch(() => new Set<string>()) : new Set<string>();
+        // Only a retried or resumed job asks (a fresh one would pay a C-FIND per series for nothing).
+        const resuming = Number(job.attempts) > 0 || Number(job.done) > 0;
+        const have = pacs.present && resuming ? await pacs.present(job.study_uid, s.seriesUid).catch(() => new Set<string>()) : new Set<string>();
         const missing = s.instances.filter((i) => !have.has(i.sopUid));
         const already = s.instances.length - missing.length;
         if (already) {
