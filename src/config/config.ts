@@ -262,8 +262,12 @@ export const ConfigSchema = z
                     regions: z.array(z.string()).default([]),
                     lookbackDays: z.number().int().positive().default(1825),
                     maxStudies: z.number().int().positive().default(3),
-                    /** Where to look: "dmp" (KOS manifests, images from the source boxes) and/or "pacs:AE" (a peer PACS, one of `peers`, by C-FIND on the INS in Other Patient IDs). */
-                    sources: z.array(z.string().regex(/^(dmp|pacs:[^\\]{1,16})$/, 'each source is "dmp" or "pacs:AE"')).min(1).default(['dmp']),
+                    /**
+                     * Where to look: "dmp" (KOS manifests, images from the source boxes), "pacs:AE" (a peer PACS, one of
+                     * `peers`, by C-FIND on the INS in Other Patient IDs), "box:URL" (a peer DRIMbox's exchange
+                     * …/dicom-web, by QIDO-RS for the patient, images by WADO-RS).
+                     */
+                    sources: z.array(z.string().regex(/^(dmp|pacs:[^\\]{1,16}|box:https:\/\/\S+)$/, 'each source is "dmp", "pacs:AE" or "box:https://…/dicom-web"')).min(1).default(['dmp']),
                   })
                   .strict()
                   .default({ modalities: ['same'], regions: [], lookbackDays: 1825, maxStudies: 3, sources: ['dmp'] }),
@@ -575,7 +579,10 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   const wl = cfg.prefetch?.worklist;
   if (wl && !cfg.peers.some((p) => p.aeTitle === wl.peer)) throw new ConfigError(`invalid configuration: prefetch.worklist.peer: ${wl.peer} is not one of the configured peers`);
   for (const r of cfg.prefetch?.rules ?? [])
-    for (const src of r.priors.sources) if (src.startsWith('pacs:') && !cfg.peers.some((p) => p.aeTitle === src.slice(5))) throw new ConfigError(`invalid configuration: prefetch rule ${r.name}: source ${src}: ${src.slice(5)} is not one of the configured peers`);
+    for (const src of r.priors.sources) {
+      if (src.startsWith('pacs:') && !cfg.peers.some((p) => p.aeTitle === src.slice(5))) throw new ConfigError(`invalid configuration: prefetch rule ${r.name}: source ${src}: ${src.slice(5)} is not one of the configured peers`);
+      if (src.startsWith('box:') && !cfg.exchange) throw new ConfigError(`invalid configuration: prefetch rule ${r.name}: source ${src} needs exchange (this box's certificate and trust list)`);
+    }
   if (cfg.prefetch && !cfg.consumer?.import) throw new ConfigError('invalid configuration: prefetch needs consumer (DMP, source boxes) and consumer.import (the local PACS the priors go to)');
   const routing = cfg.routing;
   if (routing) {

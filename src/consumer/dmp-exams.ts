@@ -31,8 +31,8 @@ export interface Exam {
   institution?: string;
   report?: DocumentRef & { title?: string; confidentiality: string[] };
   manifest?: DocumentRef;
-  /** Found by C-FIND in this peer PACS (prefetch sources) rather than in the DMP. */
-  pacs?: string;
+  /** Found outside the DMP (prefetch sources): "pacs:AE" by C-FIND, or "box:URL" by QIDO-RS at a peer box. */
+  foundIn?: string;
 }
 
 export interface ExamFilter {

@@ -54,10 +54,44 @@ export class SourceBoxRetriever {
   ) {}
 
   private async client(exam: RemoteExam, pro: Professional): Promise<DicomwebClient> {
-    const { identity } = this.deps;
     const { base, origin } = parseRetrieveUrl(exam.retrieveUrl);
-    const token = await issueProfessionalToken(pro, { issuer: identity.domain, audience: origin, privateKeyPem: identity.tls.key, lifetimeSeconds: identity.tokenLifetimeSeconds ?? 300, patient: exam.patient });
+    return this.clientFor(base, origin, pro, exam.patient);
+  }
+
+  private async clientFor(base: string, origin: string, pro: Professional, patient?: string): Promise<DicomwebClient> {
+    const { identity } = this.deps;
+    const token = await issueProfessionalToken(pro, { issuer: identity.domain, audience: origin, privateKeyPem: identity.tls.key, lifetimeSeconds: identity.tokenLifetimeSeconds ?? 300, patient });
     return new DicomwebClient(base, { tls: identity.tls, headers: { authorization: `Bearer ${token}` } });
+  }
+
+  /**
+   * A peer box's studies of a patient (QIDO-RS on its exchange port, `base` = …/dicom-web): the token names the
+   * patient, and the box answers for that patient only.
+   */
+  async findStudies(base: string, ins: string, pro: Professional): Promise<Array<{ studyUid: string; date?: string; description?: string; modalities: string[] }>> {
+    const u = new URL(base);
+    if (u.protocol !== 'https:') throw new SourceBoxError(`peer box "${base}" is not an https URL`);
+    const rows = await (await this.clientFor(base.replace(/\/$/, ''), u.origin, pro, ins)).search('/studies', { PatientID: ins, includefield: ['00080061', '00081030', '00080020'] });
+    const str = (r: Record<string, { Value?: unknown[] }>, tag: string) => String(r[tag]?.Value?.[0] ?? '');
+    return rows
+      .map((r) => {
+        const d = str(r, '00080020');
+        return { studyUid: str(r, '0020000D'), date: /^\d{8}$/.test(d) ? `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6, 8)}` : undefined, description: str(r, '00081030') || undefined, modalities: ((r['00080061']?.Value ?? []) as string[]).map(String) };
+      })
+      .filter((x) => x.studyUid);
+  }
+
+  /** The series and instances of a study at a peer box (WADO-RS metadata), with their Retrieve URLs. */
+  async studySeries(base: string, studyUid: string, ins: string, pro: Professional): Promise<Array<{ seriesUid: string; retrieveUrl: string; instances: Array<{ sopClassUid: string; sopUid: string }> }>> {
+    const b = base.replace(/\/$/, '');
+    const meta = await (await this.clientFor(b, new URL(b).origin, pro, ins)).metadata(studyUid);
+    const bySeries = new Map<string, Array<{ sopClassUid: string; sopUid: string }>>();
+    for (const m of meta) {
+      const se = String(m['0020000E']?.Value?.[0] ?? '');
+      if (!se) continue;
+      bySeries.set(se, [...(bySeries.get(se) ?? []), { sopClassUid: String(m['00080016']?.Value?.[0] ?? ''), sopUid: String(m['00080018']?.Value?.[0] ?? '') }]);
+    }
+    return [...bySeries].map(([seriesUid, instances]) => ({ seriesUid, retrieveUrl: `${b}/studies/${studyUid}/series/${seriesUid}`, instances }));
   }
 
   /** Brings the exam (or one series) into the local store, telling `onInstance` of each one stored; returns what was received. */

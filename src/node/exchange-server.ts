@@ -26,6 +26,11 @@ export interface ExchangeServerOptions {
   audit: AuditTrail;
   metrics: Metrics;
   log: Logger;
+  /**
+   * QIDO-RS of a patient's studies for other boxes (their prefetch), answered from the PACS; only for the
+   * patient the professional token names. Undefined: not offered.
+   */
+  search?: (ins: string) => Promise<Array<{ studyUid: string; date?: string; description?: string; modalities: string[] }>>;
   /** Studies other boxes may push here (STOW-RS on /dicom-web/studies, automatic routing), when configured. */
   inbound?: { from: string[]; ingestor: Ingestor; maxBytes: number; onStored: (fromDomain: string, result: IngestResult) => Promise<void> };
 }
@@ -102,6 +107,26 @@ export class ExchangeServer {
         opts.metrics.instancesSent.inc({ protocol: 'wado-rs-exchange' });
       },
     });
+    const search = opts.search;
+    if (search) {
+      app.get<{ Querystring: Record<string, string> }>('/dicom-web/studies', async (req, reply) => {
+        const caller = (req as ExchangeRequest).peerCaller!;
+        const ins = req.query.PatientID ?? req.query['00100020'];
+        if (!ins) throw new HttpError(400, 'a box may only search one patient: give PatientID (the INS)');
+        if (caller.token.patient !== ins) throw new HttpError(403, `the professional token names ${caller.token.patient ? `patient ${caller.token.patient}` : 'no patient'}: a box may search only the patient its professional acts for`);
+        (req as ExchangeRequest & { searchedPatient?: string }).searchedPatient = ins;
+        const da = (d?: string) => (d ? d.replace(/-/g, '') : undefined);
+        const rows = (await search(ins)).map((st) => ({
+          '00080020': { vr: 'DA', ...(st.date ? { Value: [da(st.date)] } : {}) },
+          '00080061': { vr: 'CS', Value: st.modalities },
+          '00081030': { vr: 'LO', ...(st.description ? { Value: [st.description] } : {}) },
+          '00081190': { vr: 'UR', Value: [`${this.wadoRsBase}/studies/${st.studyUid}`] },
+          '00100020': { vr: 'LO', Value: [ins] },
+          '0020000D': { vr: 'UI', Value: [st.studyUid] },
+        }));
+        return reply.type('application/dicom+json').send(JSON.stringify(rows));
+      });
+    }
     if (inbound) {
       await app.register(stowRoutes, {
         prefix: '/dicom-web',
@@ -123,7 +148,7 @@ export class ExchangeServer {
     const params = (req.params ?? {}) as WadoParams;
     const pushed = (req as ExchangeRequest & { auditDetail?: Record<string, unknown> }).auditDetail;
     const studyUid = params.study && UID.test(params.study) ? params.study : (pushed?.studyUid as string | undefined);
-    const patientId = studyUid ? await this.opts.index.patientOfStudy(studyUid).catch(() => undefined) : undefined;
+    const patientId = studyUid ? await this.opts.index.patientOfStudy(studyUid).catch(() => undefined) : (req as ExchangeRequest & { searchedPatient?: string }).searchedPatient;
     const caller = req.peerCaller;
     if (req.peerBox) {
       await this.opts.audit.record({ actorType: 'drimbox', actorId: req.peerBox.box.domain, actorAddress: clientAddress(req), action: 'exchange.store', studyUid, patientId, outcome: status < 400 ? 'success' : 'failure', detail: { status, certificateDn: req.peerBox.certificateDn, ...pushed } });
@@ -135,7 +160,7 @@ export class ExchangeServer {
       actorType: caller ? 'practitioner' : 'drimbox',
       actorId: caller ? caller.token.professional.id : (refusal?.box ?? refusal?.certificateDn ?? clientAddress(req)),
       actorAddress: clientAddress(req),
-      action: /\/metadata$/.test(req.routeOptions.url ?? '') ? 'exchange.metadata' : 'exchange.retrieve',
+      action: req.routeOptions.url === '/dicom-web/studies' ? 'exchange.search' : /\/metadata$/.test(req.routeOptions.url ?? '') ? 'exchange.metadata' : 'exchange.retrieve',
       studyUid,
       patientId,
       outcome,

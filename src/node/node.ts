@@ -305,6 +305,15 @@ export class OpenDrimNode {
       audit: this.audit,
       metrics: this.metrics,
       log: xlog,
+      search: pacsPeer
+        ? async (ins) => {
+            // The patient's studies in the PACS: under the INS in Other Patient IDs, or with the INS as Patient ID.
+            const gw = new PacsGateway(remoteFor(config, pacsPeer), config.aeTitle);
+            const seen = new Map<string, Awaited<ReturnType<PacsGateway['studiesOfPatient']>>[number]>();
+            for (const p of [...(await gw.patientIdsByOtherId(ins)), { patientId: ins, issuer: '' }]) for (const st of await gw.studiesOfPatient(p.patientId, p.issuer)) seen.set(st.studyUid, st);
+            return [...seen.values()];
+          }
+        : undefined,
       inbound: this.incoming && config.incoming!.acceptFromBoxes.length
         ? {
             from: config.incoming!.acceptFromBoxes,
@@ -521,15 +530,21 @@ export class OpenDrimNode {
           imports: this.imports,
           identities,
           localCount: (studyUid) => gateway.studyInstanceCount(studyUid),
+          // Prior sources besides the DMP: a peer PACS ("pacs:AE", C-FIND) or a peer box ("box:URL", QIDO-RS).
           peers: {
-            studies: async (ae, patient) => {
-              const peer = this.pacsGateway(ae);
+            studies: async (source, patient, pro) => {
+              if (source.startsWith('box:')) return (await this.sourceBoxes!.findStudies(source.slice(4), patient.ins, pro)).map((st) => ({ ...st, regions: [], foundIn: source }));
+              const peer = this.pacsGateway(source.slice(5));
               const out = [];
               for (const p of await peer.patientIdsByOtherId(patient.ins))
-                for (const st of await peer.studiesOfPatient(p.patientId, p.issuer)) out.push({ ...st, regions: [], pacs: ae });
+                for (const st of await peer.studiesOfPatient(p.patientId, p.issuer)) out.push({ ...st, regions: [], foundIn: source });
               return out;
             },
-            series: async (ae, studyUid) => ((await this.pacsGateway(ae).content(studyUid))?.series ?? []).map((se) => ({ seriesUid: se.seriesUid, pacs: ae, instances: se.instances.map((i) => ({ sopClassUid: i.sopClassUid, sopUid: i.sopInstanceUid })) })),
+            series: async (source, studyUid, patient, pro) => {
+              if (source.startsWith('box:')) return this.sourceBoxes!.studySeries(source.slice(4), studyUid, patient.ins, pro);
+              const ae = source.slice(5);
+              return ((await this.pacsGateway(ae).content(studyUid))?.series ?? []).map((se) => ({ seriesUid: se.seriesUid, pacs: ae, instances: se.instances.map((i) => ({ sopClassUid: i.sopClassUid, sopUid: i.sopInstanceUid })) }));
+            },
           },
           audit: this.audit,
           log: log.child({ component: 'prefetch' }),

@@ -59,10 +59,13 @@ const MAX_ATTEMPTS = 5;
  * the local PACS handed to the import queue (identity, fetch from the source box, rewrite, send, verify), and the
  * appointment is ready when every import is done. A cancelled appointment cancels its imports not yet started.
  */
-/** What the prefetcher asks of a peer PACS: the patient's studies (by INS), and one study's series and instances. */
+/**
+ * What the prefetcher asks of a prior source other than the DMP ("pacs:AE", "box:URL"): the patient's studies
+ * there (by INS), and one study's series and instances, in the name of the professional.
+ */
 export interface PeerPacsSearch {
-  studies(aeTitle: string, patient: { ins: string; oid: string }): Promise<Exam[]>;
-  series(aeTitle: string, studyUid: string): Promise<ManifestSeries[]>;
+  studies(source: string, patient: { ins: string; oid: string }, professional: Professional): Promise<Exam[]>;
+  series(source: string, studyUid: string, patient: { ins: string; oid: string }, professional: Professional): Promise<ManifestSeries[]>;
 }
 
 export class Prefetcher {
@@ -181,20 +184,21 @@ export class Prefetcher {
     const claimed = await db.updateTable('appointments').set({ state: 'searching', updated_at: this.now().toISOString() }).where('appointment_id', '=', a.appointment_id).where('state', '=', 'waiting').executeTakeFirst();
     if (!Number(claimed.numUpdatedRows)) return;
     try {
-      const found: Exam[] = rule.priors.sources.includes('dmp') ? await exams.list({ ins: a.patient_ins, oid: a.patient_oid }) : [];
-      // Peer PACS: the same study found in the DMP is taken from there (its manifest names the source box).
-      for (const src of rule.priors.sources.filter((x) => x.startsWith('pacs:'))) {
+      const professional = a.practitioner ? (JSON.parse(a.practitioner) as Professional) : this.deps.onBehalfOf;
+      const patient = { ins: a.patient_ins, oid: a.patient_oid };
+      const found: Exam[] = rule.priors.sources.includes('dmp') ? await exams.list(patient) : [];
+      // Peer PACS and boxes: a study already found (in the DMP first) is taken from where it was found first.
+      for (const src of rule.priors.sources.filter((x) => x !== 'dmp')) {
         if (!this.deps.peers) throw new Error(`prior source ${src} is not available on this node`);
         const known = new Set(found.map((e) => e.studyUid));
-        found.push(...(await this.deps.peers.studies(src.slice(5), { ins: a.patient_ins, oid: a.patient_oid })).filter((e) => !known.has(e.studyUid)));
+        found.push(...(await this.deps.peers.studies(src, patient, professional)).filter((e) => !known.has(e.studyUid)));
       }
       const priors = selectPriors(rule, { modality: a.modality ?? undefined, procedureCode: a.procedure_code ?? undefined, start: new Date(a.start_at) }, found);
-      const professional = a.practitioner ? (JSON.parse(a.practitioner) as Professional) : this.deps.onBehalfOf;
       const planned: AppointmentView['priors'] = [];
       const importIds: number[] = [];
       let total = 0;
       for (const p of priors) {
-        const manifest = p.manifest ? readManifest(await exams.retrieve(p.manifest)) : { studyUid: p.studyUid!, series: await this.deps.peers!.series(p.pacs!, p.studyUid!) };
+        const manifest = p.manifest ? readManifest(await exams.retrieve(p.manifest)) : { studyUid: p.studyUid!, series: await this.deps.peers!.series(p.foundIn!, p.studyUid!, patient, professional) };
         const instances = manifest.series.reduce((n, s) => n + s.instances.length, 0);
         // Idempotence: a prior the local PACS already holds whole is not fetched again.
         const already = (await localCount(manifest.studyUid)) >= instances;

@@ -36,7 +36,7 @@ export function selectPriors(rule: PrefetchRule, p: ScheduledProcedure, exams: E
   const before = p.start.toISOString().slice(0, 10);
   const modalities = rule.priors.modalities.flatMap((m) => (m === 'same' ? (p.modality ? [p.modality] : []) : [m.toUpperCase()]));
   return exams
-    .filter((e) => (e.manifest || e.pacs) && e.studyUid)
+    .filter((e) => (e.manifest || e.foundIn) && e.studyUid)
     .filter((e) => examMatches(e, { from: since, to: before }))
     .filter((e) => !modalities.length || e.modalities.some((m) => modalities.includes(m)))
     .filter((e) => !rule.priors.regions.length || rule.priors.regions.some((region) => examMatches(e, { region })))

@@ -37,7 +37,7 @@ export interface DrimNetwork {
   stop(): Promise<void>;
 }
 
-export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAccessTokenTtlSeconds?: number; /** More configuration for B (e.g. prefetch), possibly knowing where both PACS are. */ bConfig?: Record<string, unknown> | ((ctx: { pacsAPort: number; pacsBPort: number }) => Record<string, unknown>); /** More configuration for A, knowing where B's exchange port and PACS are (e.g. routing). */ aConfig?: (ctx: { bExchangeUrl: string; pacsAPort: number; pacsBPort: number }) => Record<string, unknown>; /** B's PACS also serves a worklist from this folder. */ pacsBWorklists?: string }): Promise<DrimNetwork> {
+export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAccessTokenTtlSeconds?: number; /** More configuration for B (e.g. prefetch), possibly knowing where both PACS are. */ bConfig?: Record<string, unknown> | ((ctx: { pacsAPort: number; pacsBPort: number; aExchangeBase: string }) => Record<string, unknown>); /** More configuration for A, knowing where B's exchange port and PACS are (e.g. routing). */ aConfig?: (ctx: { bExchangeUrl: string; pacsAPort: number; pacsBPort: number }) => Record<string, unknown>; /** B's PACS also serves a worklist from this folder. */ pacsBWorklists?: string }): Promise<DrimNetwork> {
   const work = mkdtempSync(path.join(tmpdir(), 'drim-net-'));
   const pki = makeTestPki();
   const boxA = issueBoxCertificate(pki, 'drimbox.chu-a.test', 'CHU A');
@@ -61,7 +61,7 @@ export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAcces
   // PSC over HTTPS; box B authenticates to it with its certificate (tls_client_auth), as PSC requires.
   const psc = await new PscServer({ host: '127.0.0.1', port: 0, accessTokenTtlSeconds: opts.pscAccessTokenTtlSeconds, tls: { cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey), ca: readFileSync(pki.ca) }, clients: [{ clientId: 'opendrim-b', tlsSubjectDn: boxB.subjectDn, redirectUris: [`${bUrl}/auth/callback`], postLogoutRedirectUris: [`${bUrl}/auth/login`] }], log: createLogger('silent') }).start();
   // B serves its web UI over HTTPS with its box certificate (from the test authority: browsers are told to accept it).
-  const b = await startTestNode({ aeTitle: 'DRIMBOXB', httpPort: bPort, publicUrl: bUrl, dicomTlsPort: 0, tls: { cert: boxB.cert, key: boxB.key, ca: pki.ca }, exchange: exchange('drimbox.cabinet-b.test', bExchangePort), peers: [{ aeTitle: 'PACSB', host: '127.0.0.1', port: pacsB.dicomPort }], consumer: { psc: { issuer: psc.issuer, clientId: 'opendrim-b', clientAuth: 'tls_client_auth' }, dmp: dmpUrls, import: { pacs: 'PACSB', issuer: 'CABINET-B' } }, ...(typeof opts.bConfig === 'function' ? opts.bConfig({ pacsAPort: orthanc.dicomPort, pacsBPort: pacsB.dicomPort }) : (opts.bConfig ?? {})) });
+  const b = await startTestNode({ aeTitle: 'DRIMBOXB', httpPort: bPort, publicUrl: bUrl, dicomTlsPort: 0, tls: { cert: boxB.cert, key: boxB.key, ca: pki.ca }, exchange: exchange('drimbox.cabinet-b.test', bExchangePort), peers: [{ aeTitle: 'PACSB', host: '127.0.0.1', port: pacsB.dicomPort }], consumer: { psc: { issuer: psc.issuer, clientId: 'opendrim-b', clientAuth: 'tls_client_auth' }, dmp: dmpUrls, import: { pacs: 'PACSB', issuer: 'CABINET-B' } }, ...(typeof opts.bConfig === 'function' ? opts.bConfig({ pacsAPort: orthanc.dicomPort, pacsBPort: pacsB.dicomPort, aExchangeBase: a.exchange!.wadoRsBase }) : (opts.bConfig ?? {})) });
 
   return {
     work,

@@ -225,6 +225,21 @@ describe('DRIMbox exchange: images served by the source box to trusted consumer 
     assert.equal((await a.audit.verify()).ok, true);
   });
 
+  test('QIDO-RS on the exchange port: a box may search the patient its professional acts for, and only that one', async () => {
+    const goodB = await token(boxes.b, 'drimbox.cabinet-b.test');
+    const found = await rawGet(`${a.exchange!.wadoRsBase}/studies?PatientID=${INS}`, pki, { ...boxes.b, token: goodB });
+    assert.equal(found.status, 200, found.body.toString());
+    const rows = JSON.parse(found.body.toString()) as Array<Record<string, { Value?: string[] }>>;
+    const mine = rows.find((r) => r['0020000D']?.Value?.[0] === study.studyUid);
+    assert.ok(mine, 'the patient’s study in A’s PACS is found');
+    assert.equal(mine['00081190']?.Value?.[0], `${a.exchange!.wadoRsBase}/studies/${study.studyUid}`);
+    const other = await rawGet(`${a.exchange!.wadoRsBase}/studies?PatientID=180017512345633`, pki, { ...boxes.b, token: goodB });
+    assert.equal(other.status, 403);
+    assert.match(JSON.parse(other.body.toString()).error, /only the patient its professional acts for/);
+    assert.equal((await rawGet(`${a.exchange!.wadoRsBase}/studies`, pki, { ...boxes.b, token: goodB })).status, 400);
+    assert.equal((await rawGet(`${a.exchange!.wadoRsBase}/studies?PatientID=${INS}`, pki, boxes.b)).status, 401, 'no token, no search');
+  });
+
   test('a tampered trust list is refused and the one in force stays; a new signed list without B shuts B out', async () => {
     const url = `${a.exchange!.wadoRsBase}/studies/${study.studyUid}/series/${study.seriesUids[0]}/metadata`;
     const asB = async () => rawGet(url, pki, { ...boxes.b, token: await token(boxes.b, 'drimbox.cabinet-b.test'), accept: 'application/dicom+json' });

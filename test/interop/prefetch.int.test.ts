@@ -27,6 +27,7 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
   let thorax2026: GeneratedStudy;
   let knee: GeneratedStudy;
   let kneeNotInDmp: GeneratedStudy;
+  let xrayAtBoxA: GeneratedStudy;
   let worklists: string;
   const tomorrow = new Date(Date.now() + 24 * 3600_000);
   const appointment: AppointmentSpec = { appointmentId: 'RDV-100', ins: INS, ipp: 'IPP-B-77', family: 'PAT-ECHANGE', given: 'CAMILLE', birthDate: '19800615', sex: 'F', start: tomorrow, modality: 'CT', procedure: { code: 'ZBQK002', text: 'Scanographie du thorax' } };
@@ -53,12 +54,13 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
     thorax2026 = generateStudy({ out: path.join(gen, 'b'), modality: 'CT', series: 2, slices: 8, accession: 'ACC-T26', studyDate: '20261015', ...common });
     knee = generateStudy({ out: path.join(gen, 'c'), modality: 'MR', series: 1, slices: 5, accession: 'ACC-KNEE', studyDate: '20260601', ...common });
     // An exam A's PACS holds but never published to the DMP (the INS in Other Patient IDs): found only by C-FIND.
+    xrayAtBoxA = generateStudy({ out: path.join(gen, 'e'), modality: 'CR', series: 1, slices: 1, accession: 'ACC-RX', studyDate: '20261001', description: 'RADIO THORAX FACE', ...common });
     kneeNotInDmp = generateStudy({ out: path.join(gen, 'd'), modality: 'MR', series: 2, slices: 3, accession: 'ACC-KNEE-2', studyDate: '20260901', description: 'IRM GENOU GAUCHE', ins: INS, ...common });
     worklists = mkdtempSync(path.join(tmpdir(), 'worklists-'));
     net = await startDrimNetwork({
       pacsBWorklists: worklists,
-      loadIntoPacsA: [...thorax2025.files, ...thorax2026.files, ...knee.files, ...kneeNotInDmp.files],
-      bConfig: ({ pacsAPort, pacsBPort }) => ({
+      loadIntoPacsA: [...thorax2025.files, ...thorax2026.files, ...knee.files, ...kneeNotInDmp.files, ...xrayAtBoxA.files],
+      bConfig: ({ pacsAPort, pacsBPort, aExchangeBase }) => ({
         // CHU A's PACS is also reachable by DICOM (a neighbouring hospital's PACS) and searched for knee priors.
         peers: [
           { aeTitle: 'PACSB', host: '127.0.0.1', port: pacsBPort },
@@ -72,6 +74,8 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
           rules: [
             { name: 'CT thorax', match: { modality: 'CT', procedure: 'ZBQK*' }, priors: { modalities: ['same'], regions: ['thorax'], lookbackDays: 3650, maxStudies: 3 }, leadHours: 48 },
             { name: 'IRM genou', match: { modality: 'MR', procedure: 'NZQ*' }, priors: { modalities: ['same'], regions: ['genou'], lookbackDays: 3650, maxStudies: 2, sources: ['pacs:PACSA'] }, leadHours: 48 },
+            // CHU A's box is also asked directly (QIDO-RS on its exchange port) for chest X-rays.
+            { name: 'Radio thorax', match: { modality: 'CR' }, priors: { modalities: ['same'], regions: ['thorax'], lookbackDays: 3650, maxStudies: 1, sources: [`box:${aExchangeBase}`] }, leadHours: 48 },
           ],
         },
       }),
@@ -118,6 +122,19 @@ describe('prefetch: SIU in, priors from the DMP and the source box, into the loc
     const rows = await inPacsB(kneeNotInDmp.studyUid);
     assert.equal(rows[0]?.['00100020']?.Value?.[0], appointment.ipp);
     assert.equal(Number(rows[0]?.['00201208']?.Value?.[0]), kneeNotInDmp.files.length);
+  });
+
+  test('priors from a peer DRIMbox found by QIDO-RS on its exchange port (for that patient only) are imported', async () => {
+    const xray: AppointmentSpec = { ...appointment, appointmentId: 'RDV-RX-1', modality: 'CR', procedure: { code: 'ZBQK001', text: 'Radiographie du thorax' } };
+    assert.equal((await send(siu('S12', xray, 'CTRL-RX-1'))).code, 'AA');
+    const a = await until('RDV-RX-1', ['ready', 'failed', 'nothing'], 120_000);
+    assert.equal(a.state, 'ready', a.error ?? '');
+    assert.deepEqual(a.priors.map((p) => p.studyUid), [xrayAtBoxA.studyUid]);
+    const rows = await inPacsB(xrayAtBoxA.studyUid);
+    assert.equal(rows[0]?.['00100020']?.Value?.[0], appointment.ipp);
+    await net.a.audit.flush();
+    const searches = await net.a.audit.search({ action: 'exchange.search' });
+    assert.ok(searches.some((r) => r.outcome === 'success' && r.patientId === INS), 'A audits the search, naming the patient');
   });
 
   test('duplicate messages change nothing; a prior already in the PACS is not fetched again', async () => {
