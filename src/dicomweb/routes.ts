@@ -3,7 +3,7 @@ import type { Config } from '../config/config.js';
 import { anonymousNetworkGuard, clientAddress } from '../common/access.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import type { Logger } from '../common/log.js';
-import { UNCOMPRESSED_SYNTAXES, type DicomJson } from '../dicom/part10.js';
+import { UNCOMPRESSED_SYNTAXES } from '../dicom/part10.js';
 import type { StudyIndex, StoredInstance } from '../store/study-index.js';
 import { QueryError } from '../store/study-index.js';
 import type { BlobStore } from '../store/blobs.js';

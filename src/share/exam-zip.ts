@@ -6,7 +6,7 @@ import yazl from 'yazl';
 import { buildDicomdir, type DirectoryInstance } from '../dicom/dicomdir.js';
 import { parseHeader, str } from '../dicom/part10.js';
 import type { BlobStore } from '../store/blobs.js';
-import type { StoredInstance, StudyIndex } from '../store/study-index.js';
+import type { StoredInstance } from '../store/study-index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const VIEWER = () => readFileSync(path.join(here, 'offline-viewer.html'));
@@ -34,7 +34,7 @@ async function headerOf(blobs: BlobStore, key: string): Promise<ReturnType<typeo
  * An exam as a zip a patient can keep: the instances under DICOM/ with ISO 9660 names, a DICOMDIR indexing
  * them, an offline viewer (VIEWER.HTM) and a README. Instances are streamed from storage into the zip.
  */
-export async function streamExamZip(instances: StoredInstance[], blobs: BlobStore, _index: StudyIndex): Promise<Readable> {
+export async function streamExamZip(instances: StoredInstance[], blobs: BlobStore): Promise<Readable> {
   const zip = new yazl.ZipFile();
   const entries: DirectoryInstance[] = [];
   const seriesNo = new Map<string, number>();

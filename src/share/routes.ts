@@ -165,7 +165,7 @@ export async function shareRoutes(app: FastifyInstance, deps: ShareDeps): Promis
       await audit.record({ actorType: 'patient', actorId: `share-link:${o.link.id}`, actorAddress: clientAddress(req), action: 'share.download', studyUid: o.link.study_uid, patientId: o.link.patient_id, outcome: 'success', detail: { link: Number(o.link.id), instances: instances.length } });
       reply.header('Content-Disposition', 'attachment; filename="examen.zip"');
       reply.type('application/zip');
-      return reply.send(await streamExamZip(instances, deps.blobs, deps.index));
+      return reply.send(await streamExamZip(instances, deps.blobs));
     });
   });
 
