@@ -1,0 +1,111 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import dcmjs from 'dcmjs';
+import { generateStudy } from '../../test/harness/gen-study.js';
+import { pixelDataOffset } from './element-walk.js';
+import { explicitElement, fileMetaHeader, parseHeader, str } from './part10.js';
+import { rewritePatient } from './patient-rewrite.js';
+
+const le16 = (n: number) => Buffer.from([n & 0xff, n >> 8]);
+const le32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0);
+  return b;
+};
+const tagBytes = (tag: number) => Buffer.concat([le16(tag >>> 16), le16(tag & 0xffff)]);
+const item = (body: Buffer, undefinedLength: boolean) =>
+  undefinedLength ? Buffer.concat([tagBytes(0xfffee000), le32(0xffffffff), body, tagBytes(0xfffee00d), le32(0)]) : Buffer.concat([tagBytes(0xfffee000), le32(body.length), body]);
+const undefinedSq = (tag: number, vr: 'SQ' | 'UN', items: Buffer[]) => Buffer.concat([tagBytes(tag), Buffer.from(vr), le16(0), le32(0xffffffff), ...items, tagBytes(0xfffee0dd), le32(0)]);
+const implicitElement = (tag: number, value: Buffer) => Buffer.concat([tagBytes(tag), le32(value.length), value]);
+const text = (s: string) => Buffer.from(s.length % 2 ? `${s} ` : s, 'latin1');
+const uid = (s: string) => Buffer.from(s.length % 2 ? `${s}\0` : s, 'latin1');
+
+/** Explicit VR little endian with what trips naive walkers: nested sequences of undefined length, an UN of undefined length (implicit inside), encapsulated pixel data. */
+function awkwardExplicit(opts: { unSequence?: boolean } = { unSequence: true }): { file: Buffer; cut: number; tail: Buffer } {
+  const meta = fileMetaHeader({ sopClassUid: '1.2.840.10008.5.1.4.1.1.2', sopInstanceUid: '1.2.3.4.5', transferSyntaxUid: '1.2.840.10008.1.2.4.50' });
+  const inner = undefinedSq(0x00081115, 'SQ', [item(explicitElement(0x00081150, 'UI', uid('1.2.3')), true)]);
+  const head = Buffer.concat([
+    explicitElement(0x00080016, 'UI', uid('1.2.840.10008.5.1.4.1.1.2')),
+    explicitElement(0x00080018, 'UI', uid('1.2.3.4.5')),
+    undefinedSq(0x00081110, 'SQ', [item(Buffer.concat([explicitElement(0x00081150, 'UI', uid('1.2.9')), inner]), true), item(explicitElement(0x00081155, 'UI', uid('1.2.10')), false)]),
+    explicitElement(0x00100010, 'PN', text('DOE^JANE')),
+    explicitElement(0x00100020, 'LO', text('IPP-1')),
+    ...(opts.unSequence ? [undefinedSq(0x00191010, 'UN', [item(implicitElement(0x00191011, text('PRIVATE')), true)])] : []),
+    explicitElement(0x0020000d, 'UI', uid('1.2.3')),
+    explicitElement(0x0020000e, 'UI', uid('1.2.3.1')),
+  ]);
+  const frame = Buffer.from([0xff, 0xd8, 1, 2, 3, 4, 0xff, 0xd9]);
+  const tail = Buffer.concat([tagBytes(0x7fe00010), Buffer.from('OB'), le16(0), le32(0xffffffff), item(Buffer.alloc(0), false), item(frame, false), tagBytes(0xfffee0dd), le32(0)]);
+  return { file: Buffer.concat([meta, head, tail]), cut: meta.length + head.length, tail };
+}
+
+test('finds top-level Pixel Data past nested and undefined-length sequences, UN sequences and encapsulated data', () => {
+  const { file, cut } = awkwardExplicit();
+  assert.equal(pixelDataOffset(file), cut);
+});
+
+test('finds Pixel Data in implicit VR little endian (dcmjs-written, with a sequence) and in a generated CT', () => {
+  const meta = { '00020001': { vr: 'OB', Value: [new Uint8Array([0, 1]).buffer] }, '00020002': { vr: 'UI', Value: ['1.2.840.10008.5.1.4.1.1.7'] }, '00020003': { vr: 'UI', Value: ['1.2.3.4'] }, '00020010': { vr: 'UI', Value: ['1.2.840.10008.1.2'] }, '00020012': { vr: 'UI', Value: ['1.2.3'] } };
+  const dict = new dcmjs.data.DicomDict(meta);
+  const pixels = new Uint16Array(16).fill(0x7fe0);
+  dict.dict = {
+    '00080016': { vr: 'UI', Value: ['1.2.840.10008.5.1.4.1.1.7'] },
+    '00080018': { vr: 'UI', Value: ['1.2.3.4'] },
+    '00081110': { vr: 'SQ', Value: [{ '00081150': { vr: 'UI', Value: ['1.2.5'] }, '00081155': { vr: 'UI', Value: ['1.2.6'] } }] },
+    '00100020': { vr: 'LO', Value: ['IPP-IMPLICIT'] },
+    '00280010': { vr: 'US', Value: [4] },
+    '00280011': { vr: 'US', Value: [4] },
+    '7FE00010': { vr: 'OW', Value: [pixels.buffer] },
+  };
+  const file = Buffer.from(dict.write());
+  const cut = pixelDataOffset(file)!;
+  assert.ok(cut !== undefined);
+  assert.deepEqual([...file.subarray(cut, cut + 4)], [0xe0, 0x7f, 0x10, 0x00]);
+  assert.deepEqual(parseHeader(file.subarray(0, cut), true).dataset, parseHeader(file, true).dataset);
+
+  const dir = mkdtempSync(path.join(tmpdir(), 'walk-'));
+  try {
+    const ct = readFileSync(generateStudy({ out: dir, series: 1, slices: 1, rows: 64, cols: 64 }).files[0]!);
+    const at = pixelDataOffset(ct)!;
+    assert.equal(ct.length - at, 12 + 64 * 64 * 2, 'the tail is the Pixel Data element, header and value');
+    assert.deepEqual(parseHeader(ct.subarray(0, at), true).dataset, parseHeader(ct, true).dataset);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the header-only rewrite changes the identity and keeps pixel data byte for byte', () => {
+  // Without the UN sequence: dcmjs itself cannot read an UN of undefined length ("Finding view is past end of input").
+  const { file, tail } = awkwardExplicit({ unSequence: false });
+  const target = { patientId: 'IPP-B-9', issuer: 'CABINET-B' };
+  const fast = rewritePatient(file, target, [{ patientId: '280067512345690', issuer: 'INS' }], { InstitutionName: 'EXTERNE' });
+  const h = parseHeader(fast, true);
+  assert.equal(str(h.dataset, '00100020'), 'IPP-B-9');
+  assert.equal(str(h.dataset, '00080080'), 'EXTERNE');
+  assert.equal(((h.dataset['00101002']?.Value ?? []) as unknown[]).length, 2);
+  assert.deepEqual(fast.subarray(fast.length - tail.length), tail, 'encapsulated pixel data copied as is');
+  assert.equal(h.transferSyntaxUid, '1.2.840.10008.1.2.4.50');
+  assert.equal(pixelDataOffset(fast), fast.length - tail.length, 'the rewritten file is walkable again');
+});
+
+test('malformed, truncated, deflated or big-endian input gives undefined, never a throw', () => {
+  const { file } = awkwardExplicit();
+  for (let n = 0; n < file.length; n += 3) assert.doesNotThrow(() => pixelDataOffset(file.subarray(0, n)));
+  for (let n = 150; n < file.length - 40; n += 5) assert.equal(pixelDataOffset(file.subarray(0, n)), undefined, `cut at ${n}`);
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 16) / 65536;
+  for (let i = 0; i < 5000; i++) {
+    const m = Buffer.from(file);
+    for (let k = 0; k < 4; k++) m[132 + Math.floor(rnd() * (m.length - 132))] = Math.floor(rnd() * 256);
+    const r = pixelDataOffset(m);
+    assert.ok(r === undefined || (r > 132 && r < m.length), String(r));
+  }
+  for (const ts of ['1.2.840.10008.1.2.1.99', '1.2.840.10008.1.2.2']) {
+    const meta = fileMetaHeader({ sopClassUid: '1.2.3', sopInstanceUid: '1.2.3', transferSyntaxUid: ts });
+    assert.equal(pixelDataOffset(Buffer.concat([meta, tagBytes(0x7fe00010), Buffer.from('OW'), le16(0), le32(2), Buffer.alloc(2)])), undefined, ts);
+  }
+  assert.equal(pixelDataOffset(Buffer.from('not dicom at all')), undefined);
+});
