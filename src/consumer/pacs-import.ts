@@ -271,7 +271,7 @@ export class PacsImports {
           await this.update(id, { done: sent });
         }
         if (!missing.length) continue;
-        const who = { professional, patient: job.patient_ins };
+        const who = { professional, patient: job.patient_ins, background: true };
         const fetchTarget = (sopUid?: string) => {
           const target = { studyUid: job.study_uid, seriesUid: s.seriesUid, ...(sopUid ? { sopUid } : {}) };
           return peer ? peer.instances(target) : remote.instances(target, s, who);

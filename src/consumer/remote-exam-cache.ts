@@ -35,7 +35,7 @@ export class RemoteExamCache {
   constructor(private readonly deps: { index: StudyIndex; retriever: SourceBoxRetriever; log: Logger }) {}
 
   /** Instances of a series (or one instance of it), local first, then as the source box delivers them. */
-  async *instances(target: { studyUid: string; seriesUid: string; sopUid?: string }, series: ManifestSeries, who: { professional: Professional; patient?: string }): AsyncGenerator<StoredInstance> {
+  async *instances(target: { studyUid: string; seriesUid: string; sopUid?: string }, series: ManifestSeries, who: { professional: Professional; patient?: string; /** Nobody waits on screen (an import, a prefetch). */ background?: boolean }): AsyncGenerator<StoredInstance> {
     const { index } = this.deps;
     const local = await index.listInstances(target);
     const sent = new Set<string>();
@@ -71,7 +71,7 @@ export class RemoteExamCache {
    * they arrive), waiting for it if need be; undefined past the end. A viewer asking for 0, 1, 2… gets the first
    * image as soon as any instance has arrived, whatever order the source and its PACS send them in.
    */
-  async nth(target: { studyUid: string; seriesUid: string }, k: number, series: ManifestSeries, who: { professional: Professional; patient?: string }): Promise<StoredInstance | undefined> {
+  async nth(target: { studyUid: string; seriesUid: string }, k: number, series: ManifestSeries, who: { professional: Professional; patient?: string; /** Nobody waits on screen (an import, a prefetch). */ background?: boolean }): Promise<StoredInstance | undefined> {
     const now = Date.now();
     for (const [key, o] of this.orders) if (o.expires < now) this.orders.delete(key);
     let order = this.orders.get(series.seriesUid);
@@ -110,7 +110,7 @@ export class RemoteExamCache {
   }
 
   /** The transfer bringing this series, started if none runs. */
-  private transferOf(studyUid: string, series: ManifestSeries, who: { professional: Professional; patient?: string }): Transfer {
+  private transferOf(studyUid: string, series: ManifestSeries, who: { professional: Professional; patient?: string; /** Nobody waits on screen (an import, a prefetch). */ background?: boolean }): Transfer {
     const running = this.transfers.get(series.seriesUid);
     if (running) return running;
     if (!series.retrieveUrl) throw new RemoteSeriesError(`the manifest gives no Retrieve URL for series ${series.seriesUid}`);
@@ -122,7 +122,7 @@ export class RemoteExamCache {
         if (!i || i.studyUid !== studyUid) return;
         t.arrived.push(i);
         for (const l of t.listeners) l(i);
-      })
+      }, { background: who.background })
       .then(
         () => {
           t.ended = {};

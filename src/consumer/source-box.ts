@@ -95,7 +95,7 @@ export class SourceBoxRetriever {
   }
 
   /** Brings the exam (or one series) into the local store, telling `onInstance` of each one stored; returns what was received. */
-  async importExam(exam: RemoteExam, pro: Professional, onInstance?: (r: IngestResult) => Promise<void> | void): Promise<{ received: number; stored: number; duplicates: number; refused: number }> {
+  async importExam(exam: RemoteExam, pro: Professional, onInstance?: (r: IngestResult) => Promise<void> | void, opts: { /** An import or prefetch nobody watches: yields the cap to viewers. */ background?: boolean } = {}): Promise<{ received: number; stored: number; duplicates: number; refused: number }> {
     const { ingestor, audit, log } = this.deps;
     const counts = { received: 0, stored: 0, duplicates: 0, refused: 0 };
     const started = Date.now();
@@ -121,7 +121,7 @@ export class SourceBoxRetriever {
             }
           },
         };
-      }, { bandwidth: this.deps.bandwidthOf?.(origin) });
+      }, { bandwidth: this.deps.bandwidthOf?.(origin)?.flow({ background: opts.background }) });
     } catch (e) {
       failure = e instanceof DicomwebError ? new SourceBoxError(`the source box refused or failed: ${e.message}`, e.status) : (e as Error);
     }

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { mtlsFetch } from '../common/mtls-fetch.js';
-import { throttled, type Bandwidth } from '../common/bandwidth.js';
+import { throttled, type Bandwidth, type BandwidthFlow } from '../common/bandwidth.js';
 import { Readable } from 'node:stream';
 import type { DicomJson } from '../dicom/part10.js';
 import { multipartStream, newBoundary, parseMediaType, parseMultipart, type OutgoingPart } from './multipart.js';
@@ -69,7 +69,7 @@ export class DicomwebClient {
    * WADO-RS retrieve of a study or series: each instance is streamed into the sink `open` returns, and
    * `done` is awaited before the next part is read. Returns the number of instances received.
    */
-  async retrieve(target: { studyUid: string; seriesUid?: string; sopUid?: string }, open: () => PartSink, opts: { bandwidth?: Bandwidth } = {}): Promise<number> {
+  async retrieve(target: { studyUid: string; seriesUid?: string; sopUid?: string }, open: () => PartSink, opts: { bandwidth?: Bandwidth | BandwidthFlow } = {}): Promise<number> {
     let path = `/studies/${target.studyUid}`;
     if (target.seriesUid) path += `/series/${target.seriesUid}`;
     if (target.sopUid) path += `/instances/${target.sopUid}`;
