@@ -247,6 +247,8 @@ export const ConfigSchema = z
         defaultLeadHours: z.number().positive().default(12),
         /** How often due appointments are looked at. */
         pollSeconds: z.number().positive().default(30),
+        /** Appointments whose priors are searched at once (DMP queries, manifests, local PACS checks). */
+        searchConcurrency: z.number().int().positive().max(64).default(4),
         rules: z
           .array(
             z

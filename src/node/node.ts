@@ -524,6 +524,7 @@ export class OpenDrimNode {
           db: this.database.db,
           rules: pf.rules,
           defaultLeadHours: pf.defaultLeadHours,
+          searchConcurrency: pf.searchConcurrency,
           onBehalfOf: pf.onBehalfOf,
           tags: pf.tag,
           exams,

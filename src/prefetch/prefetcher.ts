@@ -51,6 +51,8 @@ export class AppointmentError extends Error {
 export type LocalStudyCount = (studyUid: string) => Promise<number>;
 
 const MAX_ATTEMPTS = 5;
+/** Due appointments taken per pass; a pass that takes this many is followed at once by another. */
+const DUE_PER_PASS = 50;
 
 /**
  * Prefetch of priors for scheduled patients. Appointments (from the RIS) are kept in the database with their
@@ -85,6 +87,8 @@ export class Prefetcher {
       localCount: LocalStudyCount;
       /** Peer PACS as prior sources (rules' `pacs:AE`): the patient's studies there, and a study's series. */
       peers?: PeerPacsSearch;
+      /** Appointments searched at once (default 4). */
+      searchConcurrency?: number;
       audit: AuditTrail;
       log: Logger;
       now?: () => Date;
@@ -166,15 +170,21 @@ export class Prefetcher {
     const now = this.now();
     // A search interrupted by a node that stopped is taken up again.
     await db.updateTable('appointments').set({ state: 'waiting' }).where('state', '=', 'searching').where('updated_at', '<', new Date(now.getTime() - 10 * 60_000).toISOString()).execute();
-    const due = await db.selectFrom('appointments').selectAll().where('state', '=', 'waiting').where('status', '=', 'booked').where('due_at', '<=', now.toISOString()).where('next_attempt_at', '<=', now.toISOString()).orderBy('start_at').limit(50).execute();
-    for (const a of due) {
+    const due = await db.selectFrom('appointments').selectAll().where('state', '=', 'waiting').where('status', '=', 'booked').where('due_at', '<=', now.toISOString()).where('next_attempt_at', '<=', now.toISOString()).orderBy('start_at').limit(DUE_PER_PASS).execute();
+    const todo = due.flatMap((a) => {
       const rule = this.deps.rules.find((r) => r.name === a.rule);
-      if (!rule) continue;
-      if (!withinHours(rule.allowedHours, now)) continue;
-      await this.search(a, rule);
-    }
+      return rule && withinHours(rule.allowedHours, now) ? [{ a, rule }] : [];
+    });
+    // Searches run a few at a time: each is mostly waiting on the DMP (a query, then a manifest per prior) and the
+    // local PACS, so one at a time would leave the import queue idle while a full day of appointments falls due.
+    const workers = Array.from({ length: Math.min(this.deps.searchConcurrency ?? 4, todo.length) }, async () => {
+      for (let next = todo.shift(); next; next = todo.shift()) await this.search(next.a, next.rule);
+    });
+    await Promise.all(workers);
     const fetching = await db.selectFrom('appointments').selectAll().where('state', '=', 'fetching').execute();
     for (const a of fetching) await this.progress(a);
+    // A day booked at once is worked through without waiting for the next tick.
+    if (due.length === DUE_PER_PASS) setImmediate(() => this.kick());
   }
 
   private async search(a: Selectable<AppointmentTable>, rule: PrefetchRule): Promise<void> {
