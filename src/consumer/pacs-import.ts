@@ -86,8 +86,14 @@ export class PacsImports {
       parallel?: number;
       /** Jobs drawing on one source box at once (by origin); unlimited when undefined. */
       perSourceLimit?: (origin: string) => number | undefined;
+      /** Least time between two job starts drawing on the same source box (default 100 ms). */
+      startSpacingMs?: number;
     },
   ) {}
+
+  /** When a job drawing on each source box last started. */
+  private readonly lastStart = new Map<string, number>();
+  private spacingTimer: NodeJS.Timeout | undefined;
 
   async enqueue(req: ImportRequest): Promise<number> {
     const now = new Date().toISOString();
@@ -158,6 +164,7 @@ export class PacsImports {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.spacingTimer) clearTimeout(this.spacingTimer);
   }
 
   /**
@@ -176,9 +183,27 @@ export class PacsImports {
             const limit = this.deps.perSourceLimit?.(o);
             return limit !== undefined && n >= limit;
           }).map(([o]) => o);
-          const job = await this.claim(saturated);
-          if (!job) break;
+          // Jobs on one source box start spaced out. Started together, equal jobs share the link evenly, finish
+          // together and then all store into the PACS at once while the link idles; the next batch starts
+          // together again, and so on for the whole day. Spaced starts keep them out of step, so some are always
+          // transferring while others store (measured by bench:prefetch).
+          const spacing = this.deps.startSpacingMs ?? 100;
+          const now = Date.now();
+          const cooling = [...this.lastStart].filter(([o, t]) => o && now - t < spacing).map(([o]) => o);
+          const job = await this.claim([...new Set([...saturated, ...cooling])]);
+          if (!job) {
+            if (cooling.length && !this.spacingTimer) {
+              const wait = Math.max(1, spacing - Math.min(...cooling.map((o) => now - this.lastStart.get(o)!)));
+              this.spacingTimer = setTimeout(() => {
+                this.spacingTimer = undefined;
+                this.kick();
+              }, wait);
+              this.spacingTimer.unref();
+            }
+            break;
+          }
           const id = Number(job.id);
+          if (job.source_origin) this.lastStart.set(job.source_origin, Date.now());
           this.active.set(id, job.source_origin ?? '');
           void this.run(job)
             .catch((e) => this.deps.log.error({ err: e, job: id }, 'import worker failed'))

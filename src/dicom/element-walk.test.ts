@@ -7,7 +7,7 @@ import dcmjs from 'dcmjs';
 import { generateStudy } from '../../test/harness/gen-study.js';
 import { pixelDataOffset } from './element-walk.js';
 import { explicitElement, fileMetaHeader, parseHeader, str } from './part10.js';
-import { rewritePatient } from './patient-rewrite.js';
+import { rewritePatient, rewriteWhole } from './patient-rewrite.js';
 
 const le16 = (n: number) => Buffer.from([n & 0xff, n >> 8]);
 const le32 = (n: number) => {
@@ -108,4 +108,39 @@ test('malformed, truncated, deflated or big-endian input gives undefined, never 
     assert.equal(pixelDataOffset(Buffer.concat([meta, tagBytes(0x7fe00010), Buffer.from('OW'), le16(0), le32(2), Buffer.alloc(2)])), undefined, ts);
   }
   assert.equal(pixelDataOffset(Buffer.from('not dicom at all')), undefined);
+});
+
+test('the byte-splice rewrite gives the same data set as dcmjs decoding and re-encoding the whole file', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'walk-'));
+  try {
+    const study = generateStudy({ out: dir, series: 1, slices: 1, rows: 32, cols: 32, patientId: 'IPP-A-7', issuer: 'CHU-A', ins: '280067512345690' });
+    const inputs = [readFileSync(study.files[0]!), awkwardExplicit({ unSequence: false }).file];
+    for (const input of inputs) {
+      for (const [target, keep, set] of [
+        [{ patientId: 'IPP-B-55', issuer: 'CABINET-B' }, [{ patientId: '280067512345690', issuer: 'ASIP-SANTE-INS-NIR' }], { InstitutionName: 'EXTERNE', StationName: 'DRIMBOX' }],
+        [{ patientId: 'IPP-A-7', issuer: 'CHU-A' }, [], {}],
+        [{ patientId: 'ODD', issuer: '' }, [{ patientId: 'IPP-A-7', issuer: 'CHU-A' }], { InstitutionalDepartmentName: 'Radiologie' }],
+      ] as const) {
+        const fast = rewritePatient(input, target, [...keep], set);
+        const slow = rewriteWhole(input, target, [...keep], set);
+        const a = parseHeader(fast, true);
+        const b = parseHeader(slow, true);
+        assert.deepEqual(a.dataset, b.dataset);
+        assert.equal(a.transferSyntaxUid, b.transferSyntaxUid);
+        assert.ok(fast.length % 2 === 0);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('values outside the file character set go through dcmjs; Latin-1 files take accented values in place', () => {
+  const { file } = awkwardExplicit({ unSequence: false });
+  const out = rewritePatient(file, { patientId: 'X', issuer: 'Y' }, [], { InstitutionName: 'Hôpital Nord' });
+  assert.equal(str(parseHeader(out, true).dataset, '00100020'), 'X');
+  const latin = Buffer.concat([file.subarray(0, 132 + 12 + file.readUInt32LE(140)), explicitElement(0x00080005, 'CS', text('ISO_IR 100')), file.subarray(132 + 12 + file.readUInt32LE(140))]);
+  const fast = rewritePatient(latin, { patientId: 'X', issuer: 'Y' }, [], { InstitutionName: 'Hôpital Nord' });
+  assert.ok(fast.includes(Buffer.from('H\xf4pital Nord', 'latin1')));
+  assert.equal(str(parseHeader(fast, true).dataset, '00080080'), 'Hôpital Nord');
 });

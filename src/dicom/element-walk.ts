@@ -21,12 +21,18 @@ const MAX_DEPTH = 64;
 
 class Malformed extends Error {}
 
-interface Element {
+export interface Element {
   tag: number;
   vr?: string;
   length: number;
   /** Offset of the value. */
   value: number;
+}
+
+/** A top-level element and the bytes it spans (header and value). */
+export interface ElementSpan extends Element {
+  start: number;
+  end: number;
 }
 
 function readElement(buf: Buffer, off: number, implicit: boolean): Element {
@@ -91,26 +97,74 @@ function metaOf(buf: Buffer): { transferSyntax: string; datasetStart: number } {
 }
 
 /**
- * Offset of the top-level Pixel Data element (its tag's first byte) in a Part 10 file; `undefined` when the file
- * has none, is not walked here (deflated, big endian) or is malformed.
+ * The top-level elements before Pixel Data (all of them when there is none) with the bytes each spans, the
+ * encoding, and where Pixel Data starts; `undefined` when the file is not walked here (deflated, big endian) or
+ * is malformed.
  */
-export function pixelDataOffset(part10: Buffer): number | undefined {
+export function headerLayout(part10: Buffer): { implicit: boolean; transferSyntax: string; datasetStart: number; elements: ElementSpan[]; pixelData: number | undefined } | undefined {
   try {
     const { transferSyntax, datasetStart } = metaOf(part10);
     if (transferSyntax === BIG_ENDIAN || DEFLATED.has(transferSyntax)) return undefined;
     const implicit = transferSyntax === IMPLICIT_LE;
+    const elements: ElementSpan[] = [];
     let off = datasetStart;
     let last = -1;
-    while (off + 8 <= part10.length) {
+    while (off < part10.length) {
       const el = readElement(part10, off, implicit);
       // Tags ascend at the top level; a file that says otherwise is left to the general path.
       if (el.tag <= last) return undefined;
       last = el.tag;
-      if (el.tag === PIXEL_DATA) return off;
-      if (el.tag > PIXEL_DATA) return undefined;
-      off = skipValue(part10, el, implicit, 0);
+      if (el.tag === PIXEL_DATA) return { implicit, transferSyntax, datasetStart, elements, pixelData: off };
+      if (el.tag > PIXEL_DATA || el.tag >>> 16 === 0xfffe) return undefined;
+      const end = skipValue(part10, el, implicit, 0);
+      elements.push({ ...el, start: off, end });
+      off = end;
     }
-    return undefined;
+    return { implicit, transferSyntax, datasetStart, elements, pixelData: undefined };
+  } catch (e) {
+    if (e instanceof Malformed || e instanceof RangeError) return undefined;
+    throw e;
+  }
+}
+
+/** Offset of the top-level Pixel Data element (its tag's first byte); `undefined` when absent or not walked here. */
+export function pixelDataOffset(part10: Buffer): number | undefined {
+  return headerLayout(part10)?.pixelData;
+}
+
+/**
+ * The items of a sequence element (bytes of each whole item, header included) and, inside each, its elements;
+ * `undefined` when malformed.
+ */
+export function sequenceItems(buf: Buffer, sq: ElementSpan, implicit: boolean): Array<{ start: number; end: number; elements: ElementSpan[] }> | undefined {
+  try {
+    const inner = implicit || sq.vr === 'UN';
+    const items: Array<{ start: number; end: number; elements: ElementSpan[] }> = [];
+    const limit = sq.length === UNDEFINED ? buf.length : sq.value + sq.length;
+    let off = sq.value;
+    while (off < limit) {
+      const item = readElement(buf, off, true);
+      if (item.tag === SEQUENCE_END) break;
+      if (item.tag !== ITEM) return undefined;
+      const elements: ElementSpan[] = [];
+      let at = item.value;
+      const itemLimit = item.length === UNDEFINED ? buf.length : item.value + item.length;
+      while (at < itemLimit) {
+        const el = readElement(buf, at, inner);
+        if (el.tag === ITEM_END) {
+          at = el.value;
+          break;
+        }
+        const end = skipValue(buf, el, inner, 1);
+        elements.push({ ...el, start: at, end });
+        at = end;
+      }
+      if (item.length !== UNDEFINED) at = itemLimit;
+      if (at > limit) return undefined;
+      items.push({ start: off, end: at, elements });
+      off = at;
+    }
+    return items;
   } catch (e) {
     if (e instanceof Malformed || e instanceof RangeError) return undefined;
     throw e;
