@@ -15,7 +15,7 @@ import { generateStudy } from '../test/harness/gen-study.js';
 import { freePort, startOrthanc, type Orthanc } from '../test/harness/peers.js';
 import { startTestNode } from '../test/harness/node.js';
 import { issueBoxCertificate, makeTestPki } from '../test/harness/certs.js';
-import { startWan, type Wan } from '../test/harness/wan.js';
+import { startWanProcess, type Wan } from '../test/harness/wan.js';
 import { createLogger } from '../src/common/log.js';
 import { mtlsFetch } from '../src/common/mtls-fetch.js';
 import { sendMllp } from '../src/hl7/mllp.js';
@@ -56,13 +56,13 @@ try {
     const orthanc = await startOrthanc({ name: `pacs-${name}`, aet: `PACS${i + 1}` });
     stops.push(() => orthanc.stop());
     const [exchangePort, httpPort, dicomPort, dicomTlsPort, hl7Port] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-    const wan = await startWan({ host: '127.0.0.1', port: exchangePort }, WAN);
+    const wan = await startWanProcess({ host: '127.0.0.1', port: exchangePort }, WAN);
     stops.push(() => wan.close());
     const origin = `https://127.0.0.1:${wan.port}`;
     const dataDir = path.join(work, `node-${name}`);
     const config = { aeTitle: `DRIMBOX${i + 1}`, bind: '127.0.0.1', httpPort, dicomPort, dicomTlsPort, dataDir, logLevel: 'warn', storage: { fsync: false }, hl7: { port: hl7Port }, tls: { cert: boxes[i]!.cert, key: boxes[i]!.key, ca: pki.ca }, exchange: { port: exchangePort, publicUrl: origin, domain: `drimbox.${name}.test`, trustList }, peers: [{ aeTitle: `PACS${i + 1}`, host: '127.0.0.1', port: orthanc.dicomPort }], source: { pacs: `PACS${i + 1}`, dmp: dmpUrls, organisation: { finess: `75071218${i}`, name: `CHU ${name.toUpperCase()}` } } };
     writeFileSync(path.join(work, `${name}.json`), JSON.stringify(config));
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), 'start', '--config', path.join(work, `${name}.json`)], { cwd: root, env: { ...process.env }, stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), '--import', 'tsx', path.join(root, 'src/cli.ts'), 'start', '--config', path.join(work, `${name}.json`)], { cwd: root, env: { ...process.env }, stdio: ['ignore', 'ignore', 'inherit'] });
     stops.push(async () => {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
@@ -119,9 +119,19 @@ try {
     if (r.segment('MSA')!.get(1) !== 'AA') throw new Error(`SIU ${k} refused: ${r.segment('ERR')?.get(8)}`);
   }
   const horizon = { from: new Date(t0), to: new Date(t0 + 13 * 3600_000) };
+  const timeline: string[] = [];
+  let lastDown = 0;
+  let lastAt = Date.now();
   for (;;) {
     const list = await b.prefetcher!.list(horizon);
     const open = list.filter((a) => !['ready', 'nothing', 'failed'].includes(a.state)).length;
+    const downNow = sources.reduce((n, s) => n + s.wan.bytes.down, 0);
+    const jobsNow = await b.imports!.list(10_000);
+    const byStatus = jobsNow.reduce<Record<string, number>>((m, j) => ((m[j.status] = (m[j.status] ?? 0) + 1), m), {});
+    const states = list.reduce<Record<string, number>>((m, a) => ((m[a.state] = (m[a.state] ?? 0) + 1), m), {});
+    timeline.push(`${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s  ${(((downNow - lastDown) * 8) / 1e6 / ((Date.now() - lastAt) / 1000)).toFixed(0).padStart(4)} Mbit/s  appointments ${JSON.stringify(states)}  imports ${JSON.stringify(byStatus)}`);
+    lastDown = downNow;
+    lastAt = Date.now();
     process.stdout.write(`\r${list.length - open}/${list.length} appointments settled, ${(Date.now() - t0) / 1000 | 0} s   `);
     if (!open && list.length === N) break;
     if (Date.now() - t0 > 60 * 60_000) throw new Error('not settled after an hour');
@@ -138,6 +148,7 @@ try {
   const mbps = (down * 8) / 1e6 / transferSeconds;
   const cap = CAP_MBPS * sources.length;
   console.log('\n');
+  if (process.env.BENCH_TIMELINE) console.log(timeline.join('\n'));
   console.log('| measure | value |');
   console.log('| --- | --- |');
   console.log(`| appointments (CT, priors on 2 source boxes) | ${N} |`);

@@ -55,3 +55,45 @@ export async function startWan(target: { host: string; port: number }, link: { l
     },
   };
 }
+
+/**
+ * The same link in a process of its own: a network is not something the consumer box's event loop pays for, and
+ * in one process with the box the proxy's work would be counted against it. Byte counts come back over IPC.
+ */
+export async function startWanProcess(target: { host: string; port: number }, link: { latencyMs: number; mbps: number }): Promise<Wan> {
+  const { fork } = await import('node:child_process');
+  const child = fork(new URL(import.meta.url).pathname, ['--wan-child', JSON.stringify({ target, link })], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const bytes = { down: 0, up: 0 };
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`WAN process exited (${code})`)));
+    child.once('message', (m: { port: number }) => resolve(m.port));
+  });
+  child.on('message', (m: { bytes?: { down: number; up: number } }) => {
+    if (m.bytes) Object.assign(bytes, m.bytes);
+  });
+  // Counts pushed by the child every 200 ms and on request; `bytes` is read by the benchmark as it runs.
+  return {
+    port,
+    bytes,
+    async close() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.send({ close: true });
+      await exited;
+    },
+  };
+}
+
+if (process.argv[2] === '--wan-child' && process.send) {
+  const { target, link } = JSON.parse(process.argv[3]!) as { target: { host: string; port: number }; link: { latencyMs: number; mbps: number } };
+  const wan = await startWan(target, link);
+  const report = () => process.send!({ bytes: wan.bytes });
+  const timer = setInterval(report, 200);
+  process.on('message', (m: { close?: boolean }) => {
+    if (!m.close) return;
+    clearInterval(timer);
+    report();
+    void wan.close().then(() => process.exit(0));
+  });
+  process.send({ port: wan.port });
+}
