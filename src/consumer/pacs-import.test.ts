@@ -32,7 +32,7 @@ for (const db of await testDatabases()) {
           failNext--;
           return { completed: 0, failed: files.length, error: 'association rejected (simulated)' };
         }
-        for (const f of files) pacsHas.set(f.sopInstanceUid, str(parseHeader(readFileSync(f.path), true).dataset, '00100020'));
+        for (const f of files) pacsHas.set(f.sopInstanceUid, str(parseHeader(f.bytes ?? readFileSync(f.path), true).dataset, '00100020'));
         return { completed: files.length, failed: 0 };
       },
       async countInstances(_s: string, patientId: string) {

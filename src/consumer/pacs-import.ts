@@ -51,6 +51,8 @@ export interface LocalPacs {
 
 const MAX_ATTEMPTS = 5;
 const BATCH = 25;
+/** Bytes of rewritten instances a batch keeps in memory before it is sent. */
+const BATCH_BYTES = 32 * 1024 * 1024;
 
 /**
  * Imports of exams held by other DRIMboxes into the local PACS, one durable job each (a row in import_jobs):
@@ -271,13 +273,15 @@ export class PacsImports {
       let lastError: string | undefined;
       for (const s of series) {
         let batch: OutboundInstance[] = [];
+        let batchBytes = 0;
         const flush = async () => {
           if (!batch.length) return;
           const r = await pacs.send(batch);
           sent += r.completed;
           failed += r.failed;
           lastError = r.error ?? lastError;
-          await Promise.all(batch.map((b) => rm(b.path, { force: true })));
+          await Promise.all(batch.filter((b) => !b.bytes).map((b) => rm(b.path, { force: true })));
+          batchBytes = 0;
           batch = [];
           await this.update(id, { done: sent });
         };
@@ -310,9 +314,16 @@ export class PacsImports {
           const local = blobs.localPath(inst.blobKey);
           const original = local ? await readFile(local) : await streamToBuffer(blobs.read(inst.blobKey));
           const file = path.join(dir, `${inst.sopUid}.dcm`);
-          await writeFile(file, rewritePatient(original, { patientId: identity.localId, issuer: identity.issuer }, [{ patientId: job.patient_ins, issuer: 'INS' }], tags));
-          batch.push({ sopClassUid: inst.sopClassUid, sopInstanceUid: inst.sopUid, transferSyntaxUid: inst.transferSyntaxUid, path: file });
-          if (batch.length >= BATCH) await flush();
+          const rewritten = rewritePatient(original, { patientId: identity.localId, issuer: identity.issuer }, [{ patientId: job.patient_ins, issuer: 'INS' }], tags);
+          const item: OutboundInstance = { sopClassUid: inst.sopClassUid, sopInstanceUid: inst.sopUid, transferSyntaxUid: inst.transferSyntaxUid, path: file };
+          // Sent from memory while the batch stays small (no temporary file written, read back and removed);
+          // a large instance goes through a file so a batch never holds more than BATCH_BYTES.
+          if (rewritten.length <= BATCH_BYTES / 4) {
+            item.bytes = rewritten;
+            batchBytes += rewritten.length;
+          } else await writeFile(file, rewritten);
+          batch.push(item);
+          if (batch.length >= BATCH || batchBytes >= BATCH_BYTES) await flush();
         }
         await flush();
       }

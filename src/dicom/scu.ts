@@ -5,7 +5,7 @@ import { fileMetaHeader, type DicomJson } from './part10.js';
 import { SopClass, TransferSyntax } from './uids.js';
 import { Association, type DimseMessage } from './net/association.js';
 import { CommandField, Status, type Command } from './net/command.js';
-import { convertDataset, decodeDataset, encodeDataset, readPart10Info, type Part10Info } from './net/dataset.js';
+import { convertDataset, decodeDataset, encodeDataset, part10Info, readPart10Info, type Part10Info } from './net/dataset.js';
 import { DimseEndpoint } from './net/dimse.js';
 import type { PresentationContextRq } from './net/pdu.js';
 
@@ -23,6 +23,8 @@ export interface OutboundInstance {
   transferSyntaxUid: string;
   /** Local Part 10 file. */
   path: string;
+  /** The Part 10 bytes already in memory (sent from here; `path` then only names it in messages). */
+  bytes?: Buffer;
 }
 
 export class DimseError extends Error {
@@ -239,7 +241,12 @@ export async function storeOver(
       error ??= `peer did not accept SOP class ${info.sopClassUid}`;
     } else {
       try {
-        const data = ctx.transferSyntax === info.transferSyntaxUid ? createReadStream(item.path, { start: info.datasetOffset, highWaterMark: 1024 * 1024 }) : await convertDataset(item.path, info.transferSyntaxUid, ctx.transferSyntax);
+        const data =
+          ctx.transferSyntax === info.transferSyntaxUid
+            ? item.bytes
+              ? item.bytes.subarray(info.datasetOffset)
+              : createReadStream(item.path, { start: info.datasetOffset, highWaterMark: 1024 * 1024 })
+            : await convertDataset(item.bytes ?? item.path, info.transferSyntaxUid, ctx.transferSyntax);
         const r = await ep.request(
           ctx.id,
           {
@@ -292,7 +299,7 @@ export async function storeInstances(
   const unreadable: string[] = [];
   for (const item of items) {
     try {
-      withInfo.push({ ...item, info: await readPart10Info(item.path) });
+      withInfo.push({ ...item, info: item.bytes ? part10Info(item.bytes, item.path) : await readPart10Info(item.path) });
     } catch {
       unreadable.push(item.sopInstanceUid || item.path);
     }

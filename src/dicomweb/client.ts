@@ -81,13 +81,13 @@ export class DicomwebClient {
   }
 
   /** STOW-RS of local Part 10 files, `batchSize` instances per request (one round trip per batch, not per instance). */
-  async store(files: string[], opts: { studyUid?: string; batchSize?: number } = {}): Promise<{ stored: number; failed: number; responses: DicomJson[] }> {
+  async store(files: Array<string | Buffer>, opts: { studyUid?: string; batchSize?: number } = {}): Promise<{ stored: number; failed: number; responses: DicomJson[] }> {
     const batchSize = opts.batchSize ?? 50;
     const out = { stored: 0, failed: 0, responses: [] as DicomJson[] };
     for (let i = 0; i < files.length; i += batchSize) {
       const batch = files.slice(i, i + batchSize);
       const boundary = newBoundary();
-      const parts: OutgoingPart[] = batch.map((f) => ({ contentType: 'application/dicom', body: createReadStream(f) }));
+      const parts: OutgoingPart[] = batch.map((f) => ({ contentType: 'application/dicom', body: typeof f === 'string' ? createReadStream(f) : f }));
       const body = Readable.toWeb(multipartStream(parts, boundary));
       let res: Response;
       try {

@@ -338,7 +338,7 @@ export class OpenDrimNode {
     const peer = this.config.peers.find((p) => p.aeTitle === aeTitle)!;
     return async (files: OutboundInstance[]) => {
       if (method === 'STOW-RS') {
-        const r = await new DicomwebClient(peer.dicomweb!).store(files.map((f) => f.path));
+        const r = await new DicomwebClient(peer.dicomweb!).store(files.map((f) => f.bytes ?? f.path));
         return { completed: r.stored, failed: r.failed };
       }
       return storeInstances(remoteFor(this.config, peer), this.config.aeTitle, files);
@@ -493,7 +493,7 @@ export class OpenDrimNode {
         pacs: {
           send: async (files) => {
             if (imp.method === 'STOW-RS') {
-              const r = await new DicomwebClient(peer.dicomweb!).store(files.map((f) => f.path));
+              const r = await new DicomwebClient(peer.dicomweb!).store(files.map((f) => f.bytes ?? f.path));
               return { completed: r.stored, failed: r.failed };
             }
             return storeInstances(remoteFor(config, peer), config.aeTitle, files);

@@ -66,25 +66,32 @@ export async function readPart10Info(path: string): Promise<Part10Info> {
     const offset = datasetOffset(head);
     const meta = Buffer.alloc(offset);
     await fh.read(meta, 0, offset, 0);
-    const values = new Map<number, string>();
-    let off = 132;
-    while (off + 8 <= meta.length) {
-      const group = meta.readUInt16LE(off);
-      const elem = meta.readUInt16LE(off + 2);
-      const vr = meta.toString('ascii', off + 4, off + 6);
-      const long = ['OB', 'OW', 'OF', 'SQ', 'UT', 'UN', 'UC', 'UR', 'OD', 'OL', 'OV'].includes(vr);
-      const len = long ? meta.readUInt32LE(off + 8) : meta.readUInt16LE(off + 6);
-      const start = off + (long ? 12 : 8);
-      if (group !== 0x0002) break;
-      values.set(elem, meta.toString('latin1', start, start + len).replace(/[\0 ]+$/, ''));
-      off = start + len;
-    }
-    const info = { sopClassUid: values.get(0x0002) ?? '', sopInstanceUid: values.get(0x0003) ?? '', transferSyntaxUid: values.get(0x0010) ?? '', datasetOffset: offset };
-    if (!info.sopClassUid || !info.sopInstanceUid || !info.transferSyntaxUid) throw new Error(`${path}: File Meta Information lacks SOP Class, SOP Instance or Transfer Syntax UID`);
-    return info;
+    return part10Info(meta, path);
   } finally {
     await fh.close();
   }
+}
+
+/** The File Meta Information of Part 10 bytes (the meta group at least); `name` only labels errors. */
+export function part10Info(part10: Buffer, name = 'instance'): Part10Info {
+  const offset = datasetOffset(part10);
+  if (part10.length < offset) throw new Error(`${name}: truncated File Meta Information`);
+  const values = new Map<number, string>();
+  let off = 132;
+  while (off + 8 <= offset) {
+    const group = part10.readUInt16LE(off);
+    const elem = part10.readUInt16LE(off + 2);
+    const vr = part10.toString('ascii', off + 4, off + 6);
+    const long = ['OB', 'OW', 'OF', 'SQ', 'UT', 'UN', 'UC', 'UR', 'OD', 'OL', 'OV'].includes(vr);
+    const len = long ? part10.readUInt32LE(off + 8) : part10.readUInt16LE(off + 6);
+    const start = off + (long ? 12 : 8);
+    if (group !== 0x0002) break;
+    values.set(elem, part10.toString('latin1', start, Math.min(start + len, offset)).replace(/[\0 ]+$/, ''));
+    off = start + len;
+  }
+  const info = { sopClassUid: values.get(0x0002) ?? '', sopInstanceUid: values.get(0x0003) ?? '', transferSyntaxUid: values.get(0x0010) ?? '', datasetOffset: offset };
+  if (!info.sopClassUid || !info.sopInstanceUid || !info.transferSyntaxUid) throw new Error(`${name}: File Meta Information lacks SOP Class, SOP Instance or Transfer Syntax UID`);
+  return info;
 }
 
 const NATIVE_LE = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1']);
@@ -93,9 +100,9 @@ const NATIVE_LE = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1']);
  * Re-encodes a Part 10 file's data set between the two little-endian native syntaxes, for a peer that accepted
  * only the other one. Compressed data cannot be converted here (no transcoder) and is reported as such.
  */
-export async function convertDataset(path: string, from: string, to: string): Promise<Buffer> {
+export async function convertDataset(source: string | Buffer, from: string, to: string): Promise<Buffer> {
   if (!NATIVE_LE.has(from) || !NATIVE_LE.has(to)) throw new Error(`cannot convert from transfer syntax ${from} to ${to} (no transcoder)`);
-  const buf = await readFile(path);
+  const buf = typeof source === 'string' ? await readFile(source) : source;
   const dict = DicomMessage.readFile(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
   dict.meta['00020010'] = { vr: 'UI', Value: [to] };
   return stripMeta(Buffer.from(dict.write()));
