@@ -1,4 +1,5 @@
 import dcmjs from 'dcmjs';
+import { pixelDataOffset } from './element-walk.js';
 
 const { DicomMessage } = dcmjs.data;
 
@@ -74,8 +75,12 @@ export function parseHeader(buf: Buffer, complete: boolean): ParsedHeader {
     throw new DicomParseError(buf.length < 132 ? 'not a DICOM file (shorter than the Part 10 preamble)' : 'not a DICOM Part 10 file (no DICM prefix)');
   }
   let dict: any;
+  // dcmjs is handed the header only, cut where the walker finds Pixel Data: it copies what it is given, and a
+  // prefix that runs into the pixels cost several times the header's own parse.
+  const cut = pixelDataOffset(buf);
   try {
-    const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+    const head = cut === undefined ? buf : buf.subarray(0, cut);
+    const ab = head.buffer.slice(head.byteOffset, head.byteOffset + head.byteLength);
     dict = DicomMessage.readFile(ab, { ignoreErrors: false, untilTag: PIXEL_DATA, includeUntilTagValue: false, noCopy: true });
   } catch (e) {
     const msg = (e as Error).message ?? String(e);
@@ -87,7 +92,7 @@ export function parseHeader(buf: Buffer, complete: boolean): ParsedHeader {
     const raw = meta['00020010']?.Value?.[0];
     const ts = typeof raw === 'string' ? raw.replace(/\0/g, '').trim() : '';
     if (!/^[0-9.]+$/.test(ts)) throw new DicomParseError('File Meta Information has no valid Transfer Syntax UID');
-    const hasPixelData = PIXEL_DATA in dict.dict;
+    const hasPixelData = cut !== undefined || PIXEL_DATA in dict.dict;
     delete dict.dict[PIXEL_DATA];
     return { meta, dataset: cleanDict(dict.dict), transferSyntaxUid: ts, hasPixelData };
   } catch (e) {
