@@ -8,7 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { CompactSign, exportSPKI, generateKeyPair } from 'jose';
 import { generateStudy } from '../test/harness/gen-study.js';
@@ -25,8 +25,15 @@ import { imagingReportCda, oruR01 } from '../src/simulators/ris/reports.js';
 import { siu } from '../src/simulators/ris/schedule.js';
 
 const N = Number(process.env.BENCH_APPOINTMENTS ?? 200);
-const WAN = { latencyMs: 20, mbps: 100 };
-const CAP_MBPS = 80;
+const WAN = { latencyMs: 20, mbps: Number(process.env.BENCH_LINK_MBPS ?? 100) };
+const CAP_MBPS = Number(process.env.BENCH_CAP_MBPS ?? 80);
+/** Busy and total jiffies of all CPUs (/proc/stat), to tell whether the machine rather than the links set the pace. */
+const cpuTimes = () => {
+  const [, ...f] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
+  const idle = f[3]! + f[4]!;
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+};
 // Imports at once per site: enough to keep a link busy while other steps of each import (PACS, C-STORE) run.
 const PER_SITE = Number(process.env.BENCH_PER_SITE ?? 8);
 const work = mkdtempSync(path.join(tmpdir(), 'bench-prefetch-'));
@@ -113,6 +120,7 @@ try {
 
   console.log(`booking ${N} appointments…`);
   const t0 = Date.now();
+  const cpu0 = cpuTimes();
   for (let k = 0; k < N; k++) {
     const start = new Date(t0 + 3600_000 + (k / N) * 11 * 3600_000);
     const r = parseMessage(await sendMllp('127.0.0.1', b.hl7Port!, siu('S12', { appointmentId: `RDV-${k}`, ins: ins(k), ipp: `IPP-B-${k}`, family: `PATIENT${k}`, given: 'TEST', birthDate: '19800615', sex: 'F', start, modality: 'CT', procedure: { code: 'ZBQK002', text: 'Scanographie du thorax' } })));
@@ -141,6 +149,8 @@ try {
     await new Promise((r) => setTimeout(r, 1000));
   }
   const wall = (Date.now() - t0) / 1000;
+  const cpu1 = cpuTimes();
+  const cpuBusy = (cpu1.busy - cpu0.busy) / (cpu1.total - cpu0.total);
   const list = await b.prefetcher!.list(horizon);
   const jobs = await b.imports!.list(10_000);
   const firstStart = Math.min(...jobs.map((j) => Date.parse(j.createdAt)));
@@ -161,6 +171,7 @@ try {
   console.log(`| bytes over the WAN links (to B) | ${(down / 1e6).toFixed(0)} MB |`);
   console.log(`| wall time from the first SIU to all settled | ${wall.toFixed(1)} s |`);
   console.log(`| transfer time (first import queued to last done) | ${transferSeconds.toFixed(1)} s |`);
+  console.log(`| CPU busy on this ${availableParallelism()}-core machine (all boxes, PACS and links), first SIU to settled | ${(cpuBusy * 100).toFixed(0)} % |`);
   console.log(`| throughput over both links | ${mbps.toFixed(1)} Mbit/s = ${((mbps / cap) * 100).toFixed(0)} % of the configured caps (${sources.length} × ${CAP_MBPS} Mbit/s; links ${WAN.mbps} Mbit/s, ${WAN.latencyMs} ms) |`);
 } finally {
   for (const stop of stops.reverse()) await stop().catch(() => undefined);
