@@ -50,9 +50,22 @@ export interface IssueOptions {
   patient?: string;
 }
 
+/** Parsed keys by PEM: parsing costs about a millisecond and a box signs with the same key for every transfer. */
+const parsedKeys = new Map<string, KeyObject>();
+function privateKeyOf(pem: string | Buffer): KeyObject {
+  const id = typeof pem === 'string' ? pem : pem.toString('latin1');
+  let key = parsedKeys.get(id);
+  if (!key) {
+    key = createPrivateKey(pem);
+    if (parsedKeys.size > 16) parsedKeys.clear();
+    parsedKeys.set(id, key);
+  }
+  return key;
+}
+
 export async function issueProfessionalToken(pro: Professional, opts: IssueOptions): Promise<string> {
   if (!/^[0-9A-Za-z]{1,32}$/.test(pro.id)) throw new TokenError(`"${pro.id}" is not a practitioner national identifier`);
-  const key = createPrivateKey(opts.privateKeyPem);
+  const key = privateKeyOf(opts.privateKeyPem);
   const alg = algorithmFor(key);
   return new SignJWT({
     ...(pro.familyName ? { family_name: pro.familyName } : {}),
