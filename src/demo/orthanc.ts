@@ -37,7 +37,7 @@ export interface Orthanc {
 }
 
 /** Starts Orthanc bound to 127.0.0.1, with its DICOMweb plugin, in a fresh storage directory. */
-export async function startOrthanc(opts: { name: string; aet: string; modalities?: Record<string, [string, string, number]>; dicomwebServers?: Record<string, unknown>; /** Serve a Modality Worklist from the .wl files of this folder (Orthanc's worklist plugin plays the RIS). */ worklists?: string }): Promise<Orthanc> {
+export async function startOrthanc(opts: { name: string; aet: string; modalities?: Record<string, [string, string, number]>; dicomwebServers?: Record<string, unknown>; /** Serve a Modality Worklist from the .wl files of this folder (Orthanc's worklist plugin plays the RIS). */ worklists?: string; /** Further Orthanc settings (e.g. SyncStorageArea). */ settings?: Record<string, unknown> }): Promise<Orthanc> {
   const httpPort = await freePort();
   const dicomPort = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), `orthanc-${opts.name}-`));
@@ -65,6 +65,7 @@ export async function startOrthanc(opts: { name: string; aet: string; modalities
     ...(opts.worklists ? { Worklists: { Enable: true, Database: opts.worklists } } : {}),
     DicomWeb: { Enable: true, Root: '/dicom-web/', EnableWado: true, Servers: opts.dicomwebServers ?? {} },
     HttpTimeout: 60,
+    ...(opts.settings ?? {}),
   };
   writeFileSync(path.join(dir, 'orthanc.json'), JSON.stringify(config));
   const child: ChildProcess = spawn('Orthanc', [...(process.env.ORTHANC_VERBOSE ? ['--verbose'] : []), path.join(dir, 'orthanc.json')], { env: { ...process.env, TCP_NODELAY: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
