@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, createReadStream, fdatasync, mkdirSync, open as openCb, openSync, renameSync, writeSync } from 'node:fs';
-import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { Readable } from 'node:stream';
@@ -16,6 +16,8 @@ export interface BlobStore {
   localPath(key: string): string | undefined;
   commit(writer: BlobWriter, key: string): Promise<void>;
   read(key: string, range?: { start: number; end?: number }): Readable;
+  /** The whole object in one piece, for small objects read ahead of need (one read instead of a stream). */
+  readAll?(key: string): Promise<Buffer>;
   size(key: string): Promise<number>;
   remove(key: string): Promise<void>;
   ping(): Promise<void>;
@@ -248,6 +250,10 @@ export class FsBlobStore implements BlobStore {
 
   read(key: string, range?: { start: number; end?: number }): Readable {
     return createReadStream(this.pathOf(key), range ? { start: range.start, end: range.end, highWaterMark: 1024 * 1024 } : { highWaterMark: 1024 * 1024 });
+  }
+
+  readAll(key: string): Promise<Buffer> {
+    return readFile(this.pathOf(key));
   }
 
   async size(key: string): Promise<number> {
