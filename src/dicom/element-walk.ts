@@ -81,19 +81,39 @@ function skipValue(buf: Buffer, el: Element, implicit: boolean, depth: number): 
   return skipSequence(buf, el.value, implicit || el.vr === 'UN', depth);
 }
 
-/** The transfer syntax named in the File Meta Information, and where the data set starts. */
-function metaOf(buf: Buffer): { transferSyntax: string; datasetStart: number } {
+/**
+ * The File Meta Information's values by element number (group 0002, always explicit VR little endian), and where
+ * the data set starts; throws Malformed when it cannot be walked.
+ */
+function walkMeta(buf: Buffer): { values: Map<number, string>; datasetStart: number } {
   if (buf.length < 144 || buf.toString('latin1', 128, 132) !== 'DICM') throw new Malformed();
+  const values = new Map<number, string>();
   let off = 132;
-  let transferSyntax = '';
   while (off + 8 <= buf.length && buf.readUInt16LE(off) === 0x0002) {
     const el = readElement(buf, off, false);
-    if (el.length === UNDEFINED) throw new Malformed();
-    if (el.tag === 0x00020010) transferSyntax = buf.toString('latin1', el.value, el.value + el.length).replace(/[\0 ]+$/, '');
+    if (el.length === UNDEFINED || el.value + el.length > buf.length) throw new Malformed();
+    values.set(el.tag & 0xffff, buf.toString('latin1', el.value, el.value + el.length).replace(/[\0 ]+$/, ''));
     off = el.value + el.length;
   }
+  return { values, datasetStart: off };
+}
+
+/** The File Meta Information's values by element number (0x0010 = Transfer Syntax UID…); undefined when malformed. */
+export function fileMetaValues(part10: Buffer): { values: Map<number, string>; datasetStart: number } | undefined {
+  try {
+    return walkMeta(part10);
+  } catch (e) {
+    if (e instanceof Malformed || e instanceof RangeError) return undefined;
+    throw e;
+  }
+}
+
+/** The transfer syntax named in the File Meta Information, and where the data set starts. */
+function metaOf(buf: Buffer): { transferSyntax: string; datasetStart: number } {
+  const { values, datasetStart } = walkMeta(buf);
+  const transferSyntax = values.get(0x0010) ?? '';
   if (!transferSyntax) throw new Malformed();
-  return { transferSyntax, datasetStart: off };
+  return { transferSyntax, datasetStart };
 }
 
 /**

@@ -1,6 +1,7 @@
 import { open, readFile } from 'node:fs/promises';
 import dcmjs from 'dcmjs';
 import { fileMetaHeader, parseHeader, type DicomJson } from '../part10.js';
+import { fileMetaValues } from '../element-walk.js';
 
 const { DicomDict, DicomMessage } = dcmjs.data;
 
@@ -76,19 +77,7 @@ export async function readPart10Info(path: string): Promise<Part10Info> {
 export function part10Info(part10: Buffer, name = 'instance'): Part10Info {
   const offset = datasetOffset(part10);
   if (part10.length < offset) throw new Error(`${name}: truncated File Meta Information`);
-  const values = new Map<number, string>();
-  let off = 132;
-  while (off + 8 <= offset) {
-    const group = part10.readUInt16LE(off);
-    const elem = part10.readUInt16LE(off + 2);
-    const vr = part10.toString('ascii', off + 4, off + 6);
-    const long = ['OB', 'OW', 'OF', 'SQ', 'UT', 'UN', 'UC', 'UR', 'OD', 'OL', 'OV'].includes(vr);
-    const len = long ? part10.readUInt32LE(off + 8) : part10.readUInt16LE(off + 6);
-    const start = off + (long ? 12 : 8);
-    if (group !== 0x0002) break;
-    values.set(elem, part10.toString('latin1', start, Math.min(start + len, offset)).replace(/[\0 ]+$/, ''));
-    off = start + len;
-  }
+  const values = fileMetaValues(part10.subarray(0, offset))?.values ?? new Map<number, string>();
   const info = { sopClassUid: values.get(0x0002) ?? '', sopInstanceUid: values.get(0x0003) ?? '', transferSyntaxUid: values.get(0x0010) ?? '', datasetOffset: offset };
   if (!info.sopClassUid || !info.sopInstanceUid || !info.transferSyntaxUid) throw new Error(`${name}: File Meta Information lacks SOP Class, SOP Instance or Transfer Syntax UID`);
   return info;
