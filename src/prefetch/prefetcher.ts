@@ -73,6 +73,9 @@ export interface PeerPacsSearch {
 export class Prefetcher {
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
+  /** A kick came during a pass. */
+  private again = false;
+  private stopped = false;
 
   constructor(
     private readonly deps: {
@@ -147,22 +150,34 @@ export class Prefetcher {
   }
 
   start(pollMs: number): void {
+    this.stopped = false;
     this.timer = setInterval(() => this.kick(), pollMs);
     this.timer.unref();
     this.kick();
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** Looks at due appointments and at the progress of those fetching; one pass at a time. */
+  /**
+   * Looks at due appointments and at the progress of those fetching; one pass at a time. A kick during a pass
+   * (an appointment booked meanwhile) runs another pass after it, rather than waiting for the next poll tick.
+   */
   kick(): void {
-    if (this.busy) return;
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
     this.busy = true;
+    this.again = false;
     void this.pass()
       .catch((e) => this.deps.log.error({ err: e }, 'prefetch pass failed'))
-      .finally(() => (this.busy = false));
+      .finally(() => {
+        this.busy = false;
+        if (this.again && !this.stopped) this.kick();
+      });
   }
 
   async pass(): Promise<void> {
@@ -184,7 +199,7 @@ export class Prefetcher {
     const fetching = await db.selectFrom('appointments').selectAll().where('state', '=', 'fetching').execute();
     for (const a of fetching) await this.progress(a);
     // A day booked at once is worked through without waiting for the next tick.
-    if (due.length === DUE_PER_PASS) setImmediate(() => this.kick());
+    if (due.length === DUE_PER_PASS) this.again = true;
   }
 
   private async search(a: Selectable<AppointmentTable>, rule: PrefetchRule): Promise<void> {
