@@ -131,6 +131,40 @@ for (const db of await testDatabases()) {
       assert.equal(peak.get('https://b.test'), 2, 'source B has no limit: both its imports ran together');
     });
 
+    test('jobs on one source box start spaced out (not in lockstep); another box is not held back', async () => {
+      const remote = { instances: (t: { studyUid: string; seriesUid: string }) => (async function* () { yield* await store.index.listInstances(t); })() } as unknown as RemoteExamCache;
+      const firstSend = new Map<string, number>();
+      const t0 = Date.now();
+      const timedPacs = {
+        async send(files: OutboundInstance[]) {
+          const job = path.basename(path.dirname(files[0]!.path));
+          if (!firstSend.has(job)) firstSend.set(job, Date.now() - t0);
+          await new Promise((r) => setTimeout(r, 300)); // each job stays busy well past the spacing
+          return pacs.send(files);
+        },
+        countInstances: pacs.countInstances,
+      };
+      const imports = new PacsImports({ db: store.database.db, dialect: store.database.dialect, identities: new LocalIdentities(store.database.db, 'CABINET-B'), remote, blobs: store.blobs, pacs: timedPacs, workDir: path.join(work, 'tmp'), audit, log: createLogger('silent'), parallel: 4, startSpacingMs: 150 });
+      const series = (origin: string) => Promise.all(study.seriesUids.map(async (seriesUid) => ({ seriesUid, retrieveUrl: `${origin}/dicom-web/studies/${study.studyUid}/series/${seriesUid}`, instances: (await store.index.listInstances({ seriesUid })).map((i) => ({ sopClassUid: i.sopClassUid, sopUid: i.sopUid })) })));
+      const byOrigin = new Map<string, string[]>();
+      const ids: number[] = [];
+      for (const origin of ['https://c.test', 'https://c.test', 'https://c.test', 'https://d.test']) {
+        const id = await imports.enqueue({ studyUid: study.studyUid, series: await series(origin), patient: { ins: INS, oid: '1.2.250.1.213.1.4.10' }, professional: { id: '8899700218896' } });
+        byOrigin.set(origin, [...(byOrigin.get(origin) ?? []), `import-${id}`]);
+        ids.push(id);
+      }
+      try {
+        for (let i = 0; i < 400 && !(await Promise.all(ids.map((id) => imports.get(id)))).every((j) => j?.status === 'done'); i++) await new Promise((r) => setTimeout(r, 25));
+        assert.ok((await Promise.all(ids.map((id) => imports.get(id)))).every((j) => j?.status === 'done'));
+        const starts = byOrigin.get('https://c.test')!.map((j) => firstSend.get(j)!).sort((a, b) => a - b);
+        for (let k = 1; k < starts.length; k++) assert.ok(starts[k]! - starts[k - 1]! >= 120, `jobs on one box started ${starts[k]! - starts[k - 1]!} ms apart: ${starts}`);
+        const other = firstSend.get(byOrigin.get('https://d.test')![0]!)!;
+        assert.ok(other - starts[0]! < 120, `the other box's job waited ${other - starts[0]!} ms behind the first box's spacing`);
+      } finally {
+        imports.stop();
+      }
+    });
+
     test('a job left running by a node that stopped mid-transfer is resumed by the next start; the PACS keeps one copy', async () => {
       const remote = { instances: (t: { studyUid: string; seriesUid: string }) => (async function* () { yield* await store.index.listInstances(t); })() } as unknown as RemoteExamCache;
       const make = () => new PacsImports({ db: store.database.db, dialect: store.database.dialect, identities: new LocalIdentities(store.database.db, 'CABINET-B'), remote, blobs: store.blobs, pacs, workDir: path.join(work, 'tmp'), audit, log: createLogger('silent'), retryBaseMs: 50 });
