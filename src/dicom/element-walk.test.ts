@@ -144,3 +144,17 @@ test('values outside the file character set go through dcmjs; Latin-1 files take
   assert.ok(fast.includes(Buffer.from('H\xf4pital Nord', 'latin1')));
   assert.equal(str(parseHeader(fast, true).dataset, '00080080'), 'Hôpital Nord');
 });
+
+test('a sequence encoded as UN of undefined length (valid, unreadable by dcmjs) no longer makes an instance unreadable', () => {
+  const { file } = awkwardExplicit({ unSequence: true });
+  const h = parseHeader(file, true);
+  assert.equal(str(h.dataset, '00100020'), 'IPP-1');
+  assert.equal(str(h.dataset, '0020000D'), '1.2.3');
+  assert.ok(h.dataset['00081110'], 'the sequences around it are read');
+  assert.equal(h.dataset['00191010'], undefined, 'the UN sequence itself is left out of the parsed header');
+  assert.equal(h.hasPixelData, true);
+  // The splice rewrite keeps it byte for byte.
+  const out = rewritePatient(file, { patientId: 'IPP-B', issuer: 'B' });
+  assert.equal(str(parseHeader(out, true).dataset, '00100020'), 'IPP-B');
+  assert.ok(out.includes(Buffer.from('PRIVATE ')), 'the UN sequence is still in the file');
+});

@@ -190,3 +190,18 @@ export function sequenceItems(buf: Buffer, sq: ElementSpan, implicit: boolean): 
     throw e;
   }
 }
+
+/**
+ * The header (up to Pixel Data) without its top-level elements of VR UN and undefined length, which PS3.5 6.2.2
+ * allows (a sequence re-encoded as UN by a system that did not know it, typically private) but dcmjs cannot read
+ * ("Finding view is past end of input"). Used only to retry a parse dcmjs refused: the stored file keeps them.
+ * Undefined when there is nothing to drop or the file is not walked here.
+ */
+export function headerWithoutUnSequences(part10: Buffer): { header: Buffer; dropped: number[] } | undefined {
+  const layout = headerLayout(part10);
+  if (!layout) return undefined;
+  const dropped = layout.elements.filter((e) => e.vr === 'UN' && e.length === UNDEFINED);
+  if (!dropped.length) return undefined;
+  const kept = layout.elements.filter((e) => !(e.vr === 'UN' && e.length === UNDEFINED)).map((e) => part10.subarray(e.start, e.end));
+  return { header: Buffer.concat([part10.subarray(0, layout.datasetStart), ...kept]), dropped: dropped.map((e) => e.tag) };
+}

@@ -1,5 +1,5 @@
 import dcmjs from 'dcmjs';
-import { pixelDataOffset } from './element-walk.js';
+import { headerWithoutUnSequences, pixelDataOffset } from './element-walk.js';
 
 const { DicomMessage } = dcmjs.data;
 
@@ -83,8 +83,16 @@ export function parseHeader(buf: Buffer, complete: boolean): ParsedHeader {
     const ab = head.buffer.slice(head.byteOffset, head.byteOffset + head.byteLength);
     dict = DicomMessage.readFile(ab, { ignoreErrors: false, untilTag: PIXEL_DATA, includeUntilTagValue: false, noCopy: true });
   } catch (e) {
-    const msg = (e as Error).message ?? String(e);
-    throw new DicomParseError(complete ? `malformed DICOM data set: ${msg}` : `header larger than the parsed prefix: ${msg}`);
+    // A sequence encoded as UN of undefined length is valid DICOM that dcmjs cannot read: the header is parsed
+    // again without it (the file is stored as received, with it), rather than the instance being refused.
+    const retry = headerWithoutUnSequences(buf);
+    try {
+      if (!retry) throw e;
+      dict = DicomMessage.readFile(retry.header.buffer.slice(retry.header.byteOffset, retry.header.byteOffset + retry.header.byteLength), { ignoreErrors: false, untilTag: PIXEL_DATA, includeUntilTagValue: false, noCopy: true });
+    } catch {
+      const msg = (e as Error).message ?? String(e);
+      throw new DicomParseError(complete ? `malformed DICOM data set: ${msg}` : `header larger than the parsed prefix: ${msg}`);
+    }
   }
   try {
     const meta = cleanDict(dict.meta);
