@@ -11,6 +11,7 @@ import dcmjs from 'dcmjs';
 import { generateStudy, newUid, type GeneratedStudy } from '../harness/gen-study.js';
 import { dcmtk, haveCommand, startStorescp } from '../harness/peers.js';
 import { startTestNode } from '../harness/node.js';
+import { explicitElement, fileMetaHeader } from '../../src/dicom/part10.js';
 
 /** The data set of a Part 10 file, after its File Meta Information group. */
 function datasetBytes(file: Buffer): Buffer {
@@ -154,6 +155,51 @@ describe('DCMTK interoperability', { skip }, () => {
     } finally {
       await out.stop();
     }
+  });
+
+  test('an instance carrying a private sequence encoded as UN of undefined length (PS3.5 6.2.2) is stored as sent', async () => {
+    const sop = newUid();
+    const study = newUid();
+    const le16 = (n: number) => Buffer.from([n & 0xff, n >> 8]);
+    const le32 = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(n >>> 0);
+      return b;
+    };
+    const tag = (t: number) => Buffer.concat([le16(t >>> 16), le16(t & 0xffff)]);
+    const even = (v: string, pad = ' ') => Buffer.from(v.length % 2 ? v + pad : v, 'latin1');
+    const privateItem = Buffer.concat([tag(0x00190010), le32(8), even('ACME 1.0'), tag(0x00191011), le32(8), even('PRIVATE')]);
+    const unSequence = Buffer.concat([tag(0x00191010), Buffer.from('UN'), le16(0), le32(0xffffffff), tag(0xfffee000), le32(0xffffffff), privateItem, tag(0xfffee00d), le32(0), tag(0xfffee0dd), le32(0)]);
+    const body = Buffer.concat([
+      explicitElement(0x00080016, 'UI', even('1.2.840.10008.5.1.4.1.1.7', '\0')),
+      explicitElement(0x00080018, 'UI', even(sop, '\0')),
+      explicitElement(0x00080060, 'CS', even('OT')),
+      explicitElement(0x00100010, 'PN', even('UN^SEQUENCE')),
+      explicitElement(0x00100020, 'LO', even('UN-1')),
+      explicitElement(0x00190010, 'LO', even('ACME 1.0')),
+      unSequence,
+      explicitElement(0x0020000d, 'UI', even(study, '\0')),
+      explicitElement(0x0020000e, 'UI', even(newUid(), '\0')),
+      explicitElement(0x00280002, 'US', le16(1)),
+      explicitElement(0x00280004, 'CS', even('MONOCHROME2')),
+      explicitElement(0x00280010, 'US', le16(4)),
+      explicitElement(0x00280011, 'US', le16(4)),
+      explicitElement(0x00280100, 'US', le16(8)),
+      explicitElement(0x00280101, 'US', le16(8)),
+      explicitElement(0x00280102, 'US', le16(7)),
+      explicitElement(0x00280103, 'US', le16(0)),
+      explicitElement(0x7fe00010, 'OB', Buffer.alloc(16, 0x80)),
+    ]);
+    const file = path.join(work, 'un-sequence.dcm');
+    writeFileSync(file, Buffer.concat([fileMetaHeader({ sopClassUid: '1.2.840.10008.5.1.4.1.1.7', sopInstanceUid: sop, transferSyntaxUid: '1.2.840.10008.1.2.1' }), body]));
+    // DCMTK reads it (it is valid DICOM) and sends it; dcmjs alone would have refused it.
+    const r = await dcmtk('storescu', ['-v', '-xe', '-aec', 'OPENDRIM', '127.0.0.1', port(), file]);
+    assert.equal(r.code, 0, r.out);
+    assert.equal(await node.index.hasInstance(sop), true, r.out);
+    const [stored] = await node.index.listInstances({ sopUid: sop });
+    assert.equal(stored?.studyUid, study);
+    const dump = await dcmtk('dcmdump', [node.blobs.localPath(stored!.blobKey)!]);
+    assert.match(dump.out, /\(0019,1010\)/, 'the UN sequence is kept in the stored file');
   });
 
   test('an instance without Study Instance UID is refused with an error status and not indexed', async () => {
