@@ -12,6 +12,7 @@ import { generateStudy, newUid, type GeneratedStudy } from '../harness/gen-study
 import { dcmtk, haveCommand, startStorescp } from '../harness/peers.js';
 import { startTestNode } from '../harness/node.js';
 import { explicitElement, fileMetaHeader } from '../../src/dicom/part10.js';
+import { storeInstances } from '../../src/dicom/scu.js';
 
 /** The data set of a Part 10 file, after its File Meta Information group. */
 function datasetBytes(file: Buffer): Buffer {
@@ -157,7 +158,7 @@ describe('DCMTK interoperability', { skip }, () => {
     }
   });
 
-  test('an instance carrying a private sequence encoded as UN of undefined length (PS3.5 6.2.2) is stored as sent', async () => {
+  test('an instance carrying a private sequence encoded as UN of undefined length (PS3.5 6.2.2) is stored as sent, and DCMTK reads the stored file', async () => {
     const sop = newUid();
     const study = newUid();
     const le16 = (n: number) => Buffer.from([n & 0xff, n >> 8]);
@@ -192,10 +193,12 @@ describe('DCMTK interoperability', { skip }, () => {
     ]);
     const file = path.join(work, 'un-sequence.dcm');
     writeFileSync(file, Buffer.concat([fileMetaHeader({ sopClassUid: '1.2.840.10008.5.1.4.1.1.7', sopInstanceUid: sop, transferSyntaxUid: '1.2.840.10008.1.2.1' }), body]));
-    // DCMTK reads it (it is valid DICOM) and sends it; dcmjs alone would have refused it.
-    const r = await dcmtk('storescu', ['-v', '-xe', '-aec', 'OPENDRIM', '127.0.0.1', port(), file]);
-    assert.equal(r.code, 0, r.out);
-    assert.equal(await node.index.hasInstance(sop), true, r.out);
+    // DCMTK reads it as valid DICOM (dcmdump), but its storescu would re-encode the UN as a sequence it knows;
+    // sent byte for byte, as an archive forwarding what it received would, dcmjs alone would have refused it.
+    assert.match((await dcmtk('dcmdump', [file])).out, /\(0019,1010\)/);
+    const sent = await storeInstances({ aeTitle: 'OPENDRIM', host: '127.0.0.1', port: node.dicomPort }, 'STORESCU', [{ sopClassUid: '1.2.840.10008.5.1.4.1.1.7', sopInstanceUid: sop, transferSyntaxUid: '1.2.840.10008.1.2.1', path: file }]);
+    assert.equal(sent.completed, 1, sent.error);
+    assert.equal(await node.index.hasInstance(sop), true);
     const [stored] = await node.index.listInstances({ sopUid: sop });
     assert.equal(stored?.studyUid, study);
     const dump = await dcmtk('dcmdump', [node.blobs.localPath(stored!.blobKey)!]);
