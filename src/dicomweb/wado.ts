@@ -107,7 +107,8 @@ export async function sendInstances(req: FastifyRequest, reply: FastifyReply, in
   // provider on its own, so an instance still arriving (a provider fed by a remote transfer) never holds back one
   // already here. Instances stored as asked for and small enough are read whole; others stream in their turn. At
   // most READ_AHEAD instances and READ_AHEAD_BYTES are held: never a study.
-  type Pending = { i: StoredInstance; ts: string; held: number; body: Promise<Readable | Buffer> };
+  /** `body` is read ahead for small instances stored as asked for; the others are opened in their turn. */
+  type Pending = { i: StoredInstance; ts: string; held: number; body?: Promise<Buffer> };
   const window: Pending[] = [];
   let heldBytes = 0;
   let finished = false;
@@ -124,8 +125,8 @@ export async function sendInstances(req: FastifyRequest, reply: FastifyReply, in
         const i = cur.value;
         const ts = syntaxFor(i, wanted) ?? i.transferSyntaxUid;
         const whole = ts === i.transferSyntaxUid && opts.blobs.readAll !== undefined && i.size <= READ_AHEAD_BYTES / 4;
-        const body = whole ? opts.blobs.readAll!(i.blobKey) : instanceBody(opts.blobs, i, ts);
-        body.catch(() => undefined); // awaited in its turn, where a failure ends the response
+        const body = whole ? opts.blobs.readAll!(i.blobKey) : undefined;
+        body?.catch(() => undefined); // awaited in its turn, where a failure ends the response
         heldBytes += whole ? i.size : 0;
         window.push({ i, ts, held: whole ? i.size : 0, body });
         signal(wake);
@@ -148,7 +149,7 @@ export async function sendInstances(req: FastifyRequest, reply: FastifyReply, in
         }
         heldBytes -= next.held;
         signal(room);
-        const body = await next.body;
+        const body = await (next.body ?? instanceBody(opts.blobs, next.i, next.ts));
         opts.onPart?.(next.i);
         yield { contentType: `application/dicom; transfer-syntax=${next.ts}`, body };
       }
