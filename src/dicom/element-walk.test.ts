@@ -5,23 +5,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import dcmjs from 'dcmjs';
 import { generateStudy } from '../../test/harness/gen-study.js';
+import { even, implicitElement, item, le16, le32, tagBytes, undefinedSq } from '../../test/harness/raw-dataset.js';
 import { pixelDataOffset } from './element-walk.js';
 import { explicitElement, fileMetaHeader, parseHeader, str } from './part10.js';
 import { rewritePatient, rewriteWhole } from './patient-rewrite.js';
 
-const le16 = (n: number) => Buffer.from([n & 0xff, n >> 8]);
-const le32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n >>> 0);
-  return b;
-};
-const tagBytes = (tag: number) => Buffer.concat([le16(tag >>> 16), le16(tag & 0xffff)]);
-const item = (body: Buffer, undefinedLength: boolean) =>
-  undefinedLength ? Buffer.concat([tagBytes(0xfffee000), le32(0xffffffff), body, tagBytes(0xfffee00d), le32(0)]) : Buffer.concat([tagBytes(0xfffee000), le32(body.length), body]);
-const undefinedSq = (tag: number, vr: 'SQ' | 'UN', items: Buffer[]) => Buffer.concat([tagBytes(tag), Buffer.from(vr), le16(0), le32(0xffffffff), ...items, tagBytes(0xfffee0dd), le32(0)]);
-const implicitElement = (tag: number, value: Buffer) => Buffer.concat([tagBytes(tag), le32(value.length), value]);
-const text = (s: string) => Buffer.from(s.length % 2 ? `${s} ` : s, 'latin1');
-const uid = (s: string) => Buffer.from(s.length % 2 ? `${s}\0` : s, 'latin1');
+const text = (s: string) => even(s);
+const uid = (s: string) => even(s, '\0');
 
 /** Explicit VR little endian with what trips naive walkers: nested sequences of undefined length, an UN of undefined length (implicit inside), encapsulated pixel data. */
 function awkwardExplicit(opts: { unSequence?: boolean } = { unSequence: true }): { file: Buffer; cut: number; tail: Buffer } {

@@ -13,6 +13,7 @@ import { dcmtk, haveCommand, startStorescp } from '../harness/peers.js';
 import { startTestNode } from '../harness/node.js';
 import { explicitElement, fileMetaHeader } from '../../src/dicom/part10.js';
 import { storeInstances } from '../../src/dicom/scu.js';
+import { even, implicitElement, item, le16, undefinedSq } from '../harness/raw-dataset.js';
 
 /** The data set of a Part 10 file, after its File Meta Information group. */
 function datasetBytes(file: Buffer): Buffer {
@@ -161,16 +162,8 @@ describe('DCMTK interoperability', { skip }, () => {
   test('an instance carrying a private sequence encoded as UN of undefined length (PS3.5 6.2.2) is stored as sent, and DCMTK reads the stored file', async () => {
     const sop = newUid();
     const study = newUid();
-    const le16 = (n: number) => Buffer.from([n & 0xff, n >> 8]);
-    const le32 = (n: number) => {
-      const b = Buffer.alloc(4);
-      b.writeUInt32LE(n >>> 0);
-      return b;
-    };
-    const tag = (t: number) => Buffer.concat([le16(t >>> 16), le16(t & 0xffff)]);
-    const even = (v: string, pad = ' ') => Buffer.from(v.length % 2 ? v + pad : v, 'latin1');
-    const privateItem = Buffer.concat([tag(0x00190010), le32(8), even('ACME 1.0'), tag(0x00191011), le32(8), even('PRIVATE')]);
-    const unSequence = Buffer.concat([tag(0x00191010), Buffer.from('UN'), le16(0), le32(0xffffffff), tag(0xfffee000), le32(0xffffffff), privateItem, tag(0xfffee00d), le32(0), tag(0xfffee0dd), le32(0)]);
+    const privateItem = Buffer.concat([implicitElement(0x00190010, even('ACME 1.0')), implicitElement(0x00191011, even('PRIVATE'))]);
+    const unSequence = undefinedSq(0x00191010, 'UN', [item(privateItem, true)]);
     const body = Buffer.concat([
       explicitElement(0x00080016, 'UI', even('1.2.840.10008.5.1.4.1.1.7', '\0')),
       explicitElement(0x00080018, 'UI', even(sop, '\0')),
