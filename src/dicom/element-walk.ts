@@ -121,7 +121,7 @@ function metaOf(buf: Buffer): { transferSyntax: string; datasetStart: number } {
  * encoding, and where Pixel Data starts; `undefined` when the file is not walked here (deflated, big endian) or
  * is malformed.
  */
-export function headerLayout(part10: Buffer): { implicit: boolean; transferSyntax: string; datasetStart: number; elements: ElementSpan[]; pixelData: number | undefined } | undefined {
+export function headerLayout(part10: Buffer, collect = true): { implicit: boolean; transferSyntax: string; datasetStart: number; elements: ElementSpan[]; pixelData: number | undefined } | undefined {
   try {
     const { transferSyntax, datasetStart } = metaOf(part10);
     if (transferSyntax === BIG_ENDIAN || DEFLATED.has(transferSyntax)) return undefined;
@@ -137,7 +137,7 @@ export function headerLayout(part10: Buffer): { implicit: boolean; transferSynta
       if (el.tag === PIXEL_DATA) return { implicit, transferSyntax, datasetStart, elements, pixelData: off };
       if (el.tag > PIXEL_DATA || el.tag >>> 16 === 0xfffe) return undefined;
       const end = skipValue(part10, el, implicit, 0);
-      elements.push({ ...el, start: off, end });
+      if (collect) elements.push({ ...el, start: off, end });
       off = end;
     }
     return { implicit, transferSyntax, datasetStart, elements, pixelData: undefined };
@@ -149,7 +149,8 @@ export function headerLayout(part10: Buffer): { implicit: boolean; transferSynta
 
 /** Offset of the top-level Pixel Data element (its tag's first byte); `undefined` when absent or not walked here. */
 export function pixelDataOffset(part10: Buffer): number | undefined {
-  return headerLayout(part10)?.pixelData;
+  // Called for every instance received: the walk only, without keeping the elements.
+  return headerLayout(part10, false)?.pixelData;
 }
 
 /**
