@@ -5,6 +5,14 @@ import type { StoredInstance, StudyIndex } from '../store/study-index.js';
 import type { ManifestSeries } from './manifest-reader.js';
 import type { SourceBoxRetriever } from './source-box.js';
 
+/** On whose behalf a series is brought: the professional, the patient the token names, and whether anyone waits. */
+export interface Requester {
+  professional: Professional;
+  patient?: string;
+  /** Nobody waits on screen (an import, a prefetch): the transfer yields the bandwidth cap to viewers. */
+  background?: boolean;
+}
+
 export class RemoteSeriesError extends Error {
   override name = 'RemoteSeriesError';
 }
@@ -35,7 +43,7 @@ export class RemoteExamCache {
   constructor(private readonly deps: { index: StudyIndex; retriever: SourceBoxRetriever; log: Logger }) {}
 
   /** Instances of a series (or one instance of it), local first, then as the source box delivers them. */
-  async *instances(target: { studyUid: string; seriesUid: string; sopUid?: string }, series: ManifestSeries, who: { professional: Professional; patient?: string; /** Nobody waits on screen (an import, a prefetch). */ background?: boolean }): AsyncGenerator<StoredInstance> {
+  async *instances(target: { studyUid: string; seriesUid: string; sopUid?: string }, series: ManifestSeries, who: Requester): AsyncGenerator<StoredInstance> {
     const { index } = this.deps;
     const local = await index.listInstances(target);
     const sent = new Set<string>();
@@ -71,7 +79,7 @@ export class RemoteExamCache {
    * they arrive), waiting for it if need be; undefined past the end. A viewer asking for 0, 1, 2… gets the first
    * image as soon as any instance has arrived, whatever order the source and its PACS send them in.
    */
-  async nth(target: { studyUid: string; seriesUid: string }, k: number, series: ManifestSeries, who: { professional: Professional; patient?: string; /** Nobody waits on screen (an import, a prefetch). */ background?: boolean }): Promise<StoredInstance | undefined> {
+  async nth(target: { studyUid: string; seriesUid: string }, k: number, series: ManifestSeries, who: Requester): Promise<StoredInstance | undefined> {
     const now = Date.now();
     for (const [key, o] of this.orders) if (o.expires < now) this.orders.delete(key);
     let order = this.orders.get(series.seriesUid);
@@ -110,7 +118,7 @@ export class RemoteExamCache {
   }
 
   /** The transfer bringing this series, started if none runs. */
-  private transferOf(studyUid: string, series: ManifestSeries, who: { professional: Professional; patient?: string; /** Nobody waits on screen (an import, a prefetch). */ background?: boolean }): Transfer {
+  private transferOf(studyUid: string, series: ManifestSeries, who: Requester): Transfer {
     const running = this.transfers.get(series.seriesUid);
     if (running) return running;
     if (!series.retrieveUrl) throw new RemoteSeriesError(`the manifest gives no Retrieve URL for series ${series.seriesUid}`);
