@@ -75,8 +75,6 @@ export class BlobWriter extends Writable {
       // Copy: the network layer may reuse its buffer after the write callback.
       this.chunks.push(Buffer.from(keep));
       this.prefixLength += keep.length;
-      // Lets the header be parsed while the rest of the instance (pixel data) is still arriving.
-      if (this.prefixLength >= this.prefixBytes) this.emit('prefix');
     }
     try {
       this.fd ??= openSync(this.tempPath, 'w');

@@ -60,23 +60,9 @@ export class Ingestor {
     };
   }
 
-  /** Headers parsed early, while the pixel data was still arriving. */
-  private readonly early = new WeakMap<BlobWriter, ParsedHeader>();
-
   /** A writer for one Part 10 instance; pass it to `commit` once all bytes are written, or `discard` it. */
   begin(): BlobWriter {
-    const writer = this.blobs.createWriter({ prefixBytes: HEADER_PREFIX, maxBytes: this.opts.maxInstanceBytes });
-    writer.once('prefix', () =>
-      setImmediate(() => {
-        try {
-          const h = parseHeader(writer.prefix, false);
-          if (h.hasPixelData) this.early.set(writer, h);
-        } catch {
-          // Not parseable from the prefix alone: commit decides, with the whole file.
-        }
-      }),
-    );
-    return writer;
+    return this.blobs.createWriter({ prefixBytes: HEADER_PREFIX, maxBytes: this.opts.maxInstanceBytes });
   }
 
   /**
@@ -84,8 +70,6 @@ export class Ingestor {
    * header, or an object without pixel data larger than the prefix), so nothing past the prefix is ever lost.
    */
   private async header(writer: BlobWriter): Promise<ParsedHeader> {
-    const early = this.early.get(writer);
-    if (early) return early;
     if (writer.complete) return parseHeader(writer.prefix, true);
     try {
       const h = parseHeader(writer.prefix, false);
@@ -96,36 +80,51 @@ export class Ingestor {
     return parseHeader(await readFile(writer.tempPath), true);
   }
 
+  /** What can be decided before the bytes are durable: the header, its identifying attributes, a known instance. */
+  private async check(writer: BlobWriter, expect: { sopInstanceUid?: string; sopClassUid?: string }) {
+    const header = await this.header(writer);
+    const ds = header.dataset;
+    for (const [tag, name] of [
+      ['0020000D', 'StudyInstanceUID'],
+      ['0020000E', 'SeriesInstanceUID'],
+      ['00080018', 'SOPInstanceUID'],
+      ['00080016', 'SOPClassUID'],
+    ] as const) {
+      if (!str(ds, tag)) throw new IngestError(`missing ${name} (${tag.slice(0, 4)},${tag.slice(4)})`, 'missing-attribute');
+    }
+    const sopUid = str(ds, '00080018');
+    const sopClassUid = str(ds, '00080016');
+    if (expect.sopInstanceUid && expect.sopInstanceUid !== sopUid) {
+      throw new IngestError(`SOP Instance UID in the data set (${sopUid}) differs from the one in the command (${expect.sopInstanceUid})`, 'mismatch');
+    }
+    if (expect.sopClassUid && expect.sopClassUid !== sopClassUid) {
+      throw new IngestError(`SOP Class UID in the data set (${sopClassUid}) differs from the one in the command (${expect.sopClassUid})`, 'mismatch');
+    }
+    const exists = await this.index.hasInstance(sopUid);
+    return { header, ds, sopUid, sopClassUid, studyUid: str(ds, '0020000D'), seriesUid: str(ds, '0020000E'), exists };
+  }
+
   async commit(writer: BlobWriter, expect: { sopInstanceUid?: string; sopClassUid?: string; sourceAe?: string } = {}): Promise<IngestResult> {
+    // The data sync runs on the thread pool while the header is parsed and checked here: the sync is most of an
+    // instance's wait, and the checks need no durable bytes (the index is only written once the file is in place).
+    const durable = writer.finished().then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    let checked: Awaited<ReturnType<Ingestor['check']>> | Error;
     try {
-      await writer.finished();
+      checked = await this.check(writer, expect);
     } catch (e) {
+      checked = e as Error;
+    }
+    const writeError = await durable;
+    if (writeError) {
       await writer.discard();
-      const msg = (e as Error).message;
-      throw new IngestError(msg, (e as Error).name === 'SizeLimitError' ? 'too-large' : 'storage');
+      throw new IngestError(writeError.message, writeError.name === 'SizeLimitError' ? 'too-large' : 'storage');
     }
     try {
-      const header = await this.header(writer);
-      const ds = header.dataset;
-      for (const [tag, name] of [
-        ['0020000D', 'StudyInstanceUID'],
-        ['0020000E', 'SeriesInstanceUID'],
-        ['00080018', 'SOPInstanceUID'],
-        ['00080016', 'SOPClassUID'],
-      ] as const) {
-        if (!str(ds, tag)) throw new IngestError(`missing ${name} (${tag.slice(0, 4)},${tag.slice(4)})`, 'missing-attribute');
-      }
-      const sopUid = str(ds, '00080018');
-      const sopClassUid = str(ds, '00080016');
-      if (expect.sopInstanceUid && expect.sopInstanceUid !== sopUid) {
-        throw new IngestError(`SOP Instance UID in the data set (${sopUid}) differs from the one in the command (${expect.sopInstanceUid})`, 'mismatch');
-      }
-      if (expect.sopClassUid && expect.sopClassUid !== sopClassUid) {
-        throw new IngestError(`SOP Class UID in the data set (${sopClassUid}) differs from the one in the command (${expect.sopClassUid})`, 'mismatch');
-      }
-      const studyUid = str(ds, '0020000D');
-      const seriesUid = str(ds, '0020000E');
-      const exists = await this.index.hasInstance(sopUid);
+      if (checked instanceof Error) throw checked;
+      const { header, ds, sopUid, sopClassUid, studyUid, seriesUid, exists } = checked;
       if (exists && this.opts.duplicates === 'keep') {
         await writer.discard();
         return { outcome: 'duplicate', patientId: str(ds, '00100020'), studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };

@@ -124,6 +124,23 @@ for (const target of dbs) {
       assert.equal((await index.counts()).instances, 8);
     });
 
+    test('an instance received again with duplicates=overwrite replaces its row (the one-statement path)', async () => {
+      const overwrite = new Ingestor(blobs, index, { duplicates: 'overwrite', maxInstanceBytes: 10 * 1024 * 1024, log: createLogger('silent') });
+      const sop = ct.sopUids[0]!;
+      const row = () => database.db.selectFrom('instances').select(['source_ae', 'received_at', 'series_pk', 'metadata']).where('sop_uid', '=', sop).executeTakeFirstOrThrow();
+      const before = await row();
+      const w = overwrite.begin();
+      await pipeline(createReadStream(ct.files[0]!), w);
+      assert.equal((await overwrite.commit(w, { sourceAe: 'MODALITY_2' })).outcome, 'replaced');
+      const after = await row();
+      assert.equal(before.source_ae, null);
+      assert.equal(after.source_ae, 'MODALITY_2');
+      assert.ok(after.received_at >= before.received_at);
+      assert.equal(after.series_pk, before.series_pk);
+      assert.equal(after.metadata, before.metadata);
+      assert.equal((await index.counts()).instances, 8);
+    });
+
     test('metadata is served from the index in pages', async () => {
       const rows: string[] = [];
       for await (const m of index.metadata({ studyUid: ct.studyUid }, 4)) rows.push(m);

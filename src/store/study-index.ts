@@ -1,4 +1,4 @@
-import { sql, type Kysely, type SelectQueryBuilder, type Expression, type SqlBool } from 'kysely';
+import { CompiledQuery, sql, type Kysely, type SelectQueryBuilder, type Expression, type SqlBool } from 'kysely';
 import type { DB, Dialect } from './db.js';
 import { LEVEL_TAGS, MATCHABLE_BY_TAG, levelRank, normalizePersonName, type Level, type Matchable } from './attributes.js';
 import { multi, num, str, type DicomJson } from '../dicom/part10.js';
@@ -64,6 +64,20 @@ function otherPatientIds(ds: DicomJson): string | null {
 
 const now = () => new Date().toISOString();
 
+interface InstanceRow {
+  sop_uid: string;
+  sop_class_uid: string;
+  instance_number: number | null;
+  transfer_syntax: string;
+  size: number;
+  blob_key: string;
+  frames: number | null;
+  metadata: string;
+  received_at: string;
+  source_ae: string | null;
+  series_pk: number;
+}
+
 /** Escapes a DICOM wildcard value into a LIKE pattern ('*' → '%', '?' → '_'). */
 export function likePattern(value: string): string {
   return value.replace(/[\\%_]/g, (c) => `\\${c}`).replace(/\*/g, '%').replace(/\?/g, '_');
@@ -85,9 +99,40 @@ export class StudyIndex {
     await sql`select 1`.execute(this.db);
   }
 
+  /**
+   * SQL text of the two statements run for every received instance, built by Kysely once (in this database's
+   * dialect) and then run with each instance's parameters: building and compiling the query each time cost
+   * more than running it.
+   */
+  private hotSql: { hasInstance: string; insertInstance: string; columns: readonly (keyof InstanceRow)[] } | undefined;
+
+  private hot() {
+    if (this.hotSql) return this.hotSql;
+    const sample: InstanceRow = { sop_uid: '', sop_class_uid: '', instance_number: null, transfer_syntax: '', size: 0, blob_key: '', frames: null, metadata: '', received_at: '', source_ae: null, series_pk: 0 };
+    const columns = Object.keys(sample) as (keyof InstanceRow)[];
+    const insert = this.db
+      .insertInto('instances')
+      .values(sample)
+      // excluded.* (both SQLite and PostgreSQL): the new row's values, so the parameters are the inserted row only.
+      .onConflict((oc) => oc.column('sop_uid').doUpdateSet(Object.fromEntries(columns.filter((c) => c !== 'sop_uid').map((c) => [c, sql.ref(`excluded.${c}`)]))))
+      .compile();
+    this.hotSql = {
+      hasInstance: this.db.selectFrom('instances').select('id').where('sop_uid', '=', '').compile().sql,
+      insertInstance: insert.sql,
+      columns,
+    };
+    return this.hotSql;
+  }
+
   async hasInstance(sopUid: string): Promise<boolean> {
-    const row = await this.db.selectFrom('instances').select('id').where('sop_uid', '=', sopUid).executeTakeFirst();
-    return row !== undefined;
+    const { rows } = await this.db.executeQuery(CompiledQuery.raw(this.hot().hasInstance, [sopUid]));
+    return rows.length > 0;
+  }
+
+  /** The instance's own row; one statement, atomic on its own. */
+  private insertInstance(db: Kysely<DB>, row: InstanceRow) {
+    const { insertInstance, columns } = this.hot();
+    return db.executeQuery(CompiledQuery.raw(insertInstance, columns.map((c) => row[c])));
   }
 
   /**
@@ -139,7 +184,7 @@ export class StudyIndex {
       attrs: JSON.stringify(pick(ds, LEVEL_TAGS.SERIES)),
     };
     const parentKey = JSON.stringify([patient, study, series]);
-    const instance = {
+    const instance: Omit<InstanceRow, 'series_pk'> = {
       sop_uid: sopUid,
       sop_class_uid: str(ds, '00080016'),
       instance_number: num(ds, '00200013'),
@@ -151,43 +196,40 @@ export class StudyIndex {
       received_at: t,
       source_ae: rec.sourceAe ?? null,
     };
-    const write = async (useCache: boolean) =>
-      this.db.transaction().execute(async (trx) => {
-        const cached = useCache ? this.parents.get(seriesUid) : undefined;
-        let seriesPk: number;
-        if (cached && cached.key === parentKey) {
-          seriesPk = cached.seriesPk;
-        } else {
-          const { id: patientPk } = await trx
-            .insertInto('patients')
-            .values({ ...patient, updated_at: t })
-            .onConflict((oc) => oc.columns(['patient_id', 'issuer']).doUpdateSet({ ...patient, updated_at: t }))
-            .returning('id')
-            .executeTakeFirstOrThrow();
-          const studyRow = { ...study, patient_pk: Number(patientPk), updated_at: t };
-          const { id: studyPk } = await trx
-            .insertInto('studies')
-            .values(studyRow)
-            .onConflict((oc) => oc.column('study_uid').doUpdateSet(studyRow))
-            .returning('id')
-            .executeTakeFirstOrThrow();
-          const seriesRow = { ...series, study_pk: Number(studyPk), updated_at: t };
-          const row = await trx
-            .insertInto('series')
-            .values(seriesRow)
-            .onConflict((oc) => oc.column('series_uid').doUpdateSet(seriesRow))
-            .returning('id')
-            .executeTakeFirstOrThrow();
-          seriesPk = Number(row.id);
-        }
-        const instanceRow = { ...instance, series_pk: seriesPk };
-        await trx
-          .insertInto('instances')
-          .values(instanceRow)
-          .onConflict((oc) => oc.column('sop_uid').doUpdateSet(instanceRow))
-          .execute();
+    const write = async (useCache: boolean) => {
+      const cached = useCache ? this.parents.get(seriesUid) : undefined;
+      if (cached && cached.key === parentKey) {
+        // Parents unchanged: one statement, no transaction. A foreign-key failure (parents deleted meanwhile)
+        // sends the caller to the full write.
+        await this.insertInstance(this.db, { ...instance, series_pk: cached.seriesPk });
+        return cached.seriesPk;
+      }
+      return this.db.transaction().execute(async (trx) => {
+        const { id: patientPk } = await trx
+          .insertInto('patients')
+          .values({ ...patient, updated_at: t })
+          .onConflict((oc) => oc.columns(['patient_id', 'issuer']).doUpdateSet({ ...patient, updated_at: t }))
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        const studyRow = { ...study, patient_pk: Number(patientPk), updated_at: t };
+        const { id: studyPk } = await trx
+          .insertInto('studies')
+          .values(studyRow)
+          .onConflict((oc) => oc.column('study_uid').doUpdateSet(studyRow))
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        const seriesRow = { ...series, study_pk: Number(studyPk), updated_at: t };
+        const row = await trx
+          .insertInto('series')
+          .values(seriesRow)
+          .onConflict((oc) => oc.column('series_uid').doUpdateSet(seriesRow))
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        const seriesPk = Number(row.id);
+        await this.insertInstance(trx, { ...instance, series_pk: seriesPk });
         return seriesPk;
       });
+    };
     let seriesPk: number;
     try {
       seriesPk = await write(true);
