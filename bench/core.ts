@@ -1,9 +1,11 @@
 /**
  * npm run bench — OpenDRIM beside Orthanc, same machine, same run, same generated 300-slice 512x512 CT:
- *   ingest   storescu -> node (TCP_NODELAY=1 for DCMTK and Orthanc), median of 3 runs, fresh storage each run;
+ *   ingest   storescu -> node (TCP_NODELAY=1 for DCMTK and Orthanc), median of BENCH_RUNS (3) runs, fresh storage each run;
  *            with a sync to disk per instance (OpenDRIM's default, and Orthanc 1.10's SyncStorageArea default) and
- *            without (storage.fsync=false against Orthanc with SyncStorageArea=false)
- *   retrieve WADO-RS whole study (multipart/related application/dicom) read to the end, median of 3
+ *            without (storage.fsync=false against Orthanc with SyncStorageArea=false). Each server first receives
+ *            another, 100-slice study (timed too: the first study after start), so the CT measures a server in
+ *            its steady state: OpenDRIM's JavaScript is compiled as it runs, and a hospital's node runs for months.
+ *   retrieve WADO-RS whole study (multipart/related application/dicom) read to the end, median of the runs
  *   memory   OpenDRIM's peak RSS (VmHWM) while ingesting a ~1 GB study
  * Prints figures and ratios; asserts nothing (performance is not a test).
  */
@@ -82,15 +84,25 @@ try {
   const ct = generateStudy({ out: path.join(work, 'ct'), modality: 'CT', series: 1, slices: 300, rows: 512 });
   console.log(`  ${ct.files.length} files, ${(ct.bytes / 1e6).toFixed(0)} MB`);
 
+  const first = generateStudy({ out: path.join(work, 'first'), modality: 'CT', series: 1, slices: 100, rows: 512 });
   const ingest = { opendrim: [] as number[], nosync: [] as number[], orthanc: [] as number[], orthancNosync: [] as number[] };
+  const firstStudy = { opendrim: [] as number[], orthanc: [] as number[] };
   const wado = { opendrim: [] as number[], orthanc: [] as number[] };
   // Dirty pages left by one measurement (a run without sync, a deleted data folder) are written back before the
   // next starts, so no measurement pays for another's writeback.
   const settle = () => execFileP('sync');
-  for (let run = 0; run < 3; run++) {
+  const runs = Number(process.env.BENCH_RUNS ?? 3);
+  // Background work a server starts after a study (index checkpoints, writeback) is left to finish before the CT.
+  const pause = () => new Promise((r) => setTimeout(r, 1000));
+  for (let run = 0; run < runs; run++) {
     const node = await startOpenDrim();
     const orthanc = await startOrthanc({ name: `bench${run}`, aet: 'ORTHANC' });
     try {
+      await settle();
+      firstStudy.opendrim.push(await timeStorescu('OPENDRIM', node.dicom, first.files));
+      await settle();
+      firstStudy.orthanc.push(await timeStorescu('ORTHANC', orthanc.dicomPort, first.files));
+      await pause();
       await settle();
       ingest.opendrim.push(await timeStorescu('OPENDRIM', node.dicom, ct.files));
       await settle();
@@ -104,6 +116,8 @@ try {
     }
     const fast = await startOpenDrim({ OPENDRIM_FSYNC: 'false' });
     try {
+      await timeStorescu('OPENDRIM', fast.dicom, first.files);
+      await pause();
       await settle();
       ingest.nosync.push(await timeStorescu('OPENDRIM', fast.dicom, ct.files));
     } finally {
@@ -111,6 +125,8 @@ try {
     }
     const orthancFast = await startOrthanc({ name: `bench-nosync${run}`, aet: 'ORTHANC', settings: { SyncStorageArea: false } });
     try {
+      await timeStorescu('ORTHANC', orthancFast.dicomPort, first.files);
+      await pause();
       await settle();
       ingest.orthancNosync.push(await timeStorescu('ORTHANC', orthancFast.dicomPort, ct.files));
     } finally {
@@ -136,15 +152,19 @@ try {
   const wo = median(wado.opendrim);
   const wr = median(wado.orthanc);
   console.log('');
-  console.log(`| measure (300-slice CT, ${(ct.bytes / 1e6).toFixed(0)} MB, median of 3) | OpenDRIM | Orthanc ${'1.10'} | Orthanc / OpenDRIM |`);
+  console.log(`| measure (300-slice CT, ${(ct.bytes / 1e6).toFixed(0)} MB, median of ${runs}) | OpenDRIM | Orthanc ${'1.10'} | Orthanc / OpenDRIM |`);
   console.log('| --- | --- | --- | --- |');
   const n = median(ingest.nosync);
   const rn = median(ingest.orthancNosync);
   console.log(`| storescu ingest, sync to disk per instance (both defaults) | ${fmt(o)} | ${fmt(r)} | ${(r / o).toFixed(2)}x |`);
   console.log(`| storescu ingest, no sync (storage.fsync=false; Orthanc SyncStorageArea=false) | ${fmt(n)} | ${fmt(rn)} | ${(rn / n).toFixed(2)}x |`);
   console.log(`| WADO-RS whole-study retrieve | ${fmt(wo)} | ${fmt(wr)} | ${(wr / wo).toFixed(2)}x |`);
+  const fo = median(firstStudy.opendrim);
+  const fr = median(firstStudy.orthanc);
+  console.log(`| first study after start (100 slices, sync per instance) | ${fmt(fo)} | ${fmt(fr)} | ${(fr / fo).toFixed(2)}x |`);
   console.log('');
   console.log(`ingest runs (s): OpenDRIM ${ingest.opendrim.map((x) => x.toFixed(3)).join(', ')}; OpenDRIM without fsync ${ingest.nosync.map((x) => x.toFixed(3)).join(', ')}; Orthanc ${ingest.orthanc.map((x) => x.toFixed(3)).join(', ')}; Orthanc without sync ${ingest.orthancNosync.map((x) => x.toFixed(3)).join(', ')}`);
+  console.log(`first-study runs (s): OpenDRIM ${firstStudy.opendrim.map((x) => x.toFixed(3)).join(', ')}; Orthanc ${firstStudy.orthanc.map((x) => x.toFixed(3)).join(', ')}`);
   console.log(`retrieve runs (s): OpenDRIM ${wado.opendrim.map((x) => x.toFixed(3)).join(', ')}; Orthanc ${wado.orthanc.map((x) => x.toFixed(3)).join(', ')}`);
   console.log(`OpenDRIM peak RSS while ingesting ${(big.bytes / 1e9).toFixed(2)} GB (${big.files.length} instances, ${bigSeconds.toFixed(1)} s): ${rss.toFixed(0)} MB`);
 } finally {
