@@ -1,5 +1,6 @@
 import dcmjs from 'dcmjs';
 import { headerWithoutUnSequences, pixelDataOffset } from './element-walk.js';
+import { decodeHeaderJson } from './header-json.js';
 
 const { DicomMessage } = dcmjs.data;
 
@@ -71,6 +72,17 @@ function isPart10(buf: Buffer): boolean {
  * Throws DicomParseError for non-DICOM or truncated input; `complete` says whether `buf` is the whole file.
  */
 export function parseHeader(buf: Buffer, complete: boolean): ParsedHeader {
+  if (!isPart10(buf)) {
+    throw new DicomParseError(buf.length < 132 ? 'not a DICOM file (shorter than the Part 10 preamble)' : 'not a DICOM Part 10 file (no DICM prefix)');
+  }
+  return decodeHeaderJson(buf) ?? parseHeaderWithDcmjs(buf, complete);
+}
+
+/**
+ * dcmjs' parse, for what `decodeHeaderJson` leaves (big endian, deflated, code extensions, UN elements,
+ * malformed input), and the reference its results are compared with in tests.
+ */
+export function parseHeaderWithDcmjs(buf: Buffer, complete: boolean): ParsedHeader {
   if (!isPart10(buf)) {
     throw new DicomParseError(buf.length < 132 ? 'not a DICOM file (shorter than the Part 10 preamble)' : 'not a DICOM Part 10 file (no DICM prefix)');
   }
