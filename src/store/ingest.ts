@@ -81,7 +81,7 @@ export class Ingestor {
   }
 
   /** What can be decided before the bytes are durable: the header, its identifying attributes, a known instance. */
-  private async check(writer: BlobWriter, expect: { sopInstanceUid?: string; sopClassUid?: string }) {
+  private async check(writer: BlobWriter, expect: { sopInstanceUid?: string; sopClassUid?: string; sourceAe?: string }) {
     const header = await this.header(writer);
     const ds = header.dataset;
     for (const [tag, name] of [
@@ -100,13 +100,19 @@ export class Ingestor {
     if (expect.sopClassUid && expect.sopClassUid !== sopClassUid) {
       throw new IngestError(`SOP Class UID in the data set (${sopClassUid}) differs from the one in the command (${expect.sopClassUid})`, 'mismatch');
     }
+    const studyUid = str(ds, '0020000D');
+    const seriesUid = str(ds, '0020000E');
+    const key = FsBlobStore.keyFor(studyUid, sopUid);
+    const stored = withBulkData(ds, `opendrim-base:/studies/${studyUid}/series/${seriesUid}/instances/${sopUid}`, header.hasPixelData, header.transferSyntaxUid);
+    const rows = this.index.prepareInstance({ header: stored, transferSyntaxUid: header.transferSyntaxUid, blobKey: key, sourceAe: expect.sourceAe });
     const exists = await this.index.hasInstance(sopUid);
-    return { header, ds, sopUid, sopClassUid, studyUid: str(ds, '0020000D'), seriesUid: str(ds, '0020000E'), exists };
+    return { ds, sopUid, sopClassUid, studyUid, seriesUid, key, rows, exists };
   }
 
   async commit(writer: BlobWriter, expect: { sopInstanceUid?: string; sopClassUid?: string; sourceAe?: string } = {}): Promise<IngestResult> {
-    // The data sync runs on the thread pool while the header is parsed and checked here: the sync is most of an
-    // instance's wait, and the checks need no durable bytes (the index is only written once the file is in place).
+    // The data sync runs on the thread pool while the header is parsed and checked and the index rows are
+    // prepared here: the sync is most of an instance's wait, and none of this needs durable bytes. The index is
+    // only written once the file is in place.
     const durable = writer.finished().then(
       () => undefined,
       (e: Error) => e,
@@ -124,15 +130,13 @@ export class Ingestor {
     }
     try {
       if (checked instanceof Error) throw checked;
-      const { header, ds, sopUid, sopClassUid, studyUid, seriesUid, exists } = checked;
+      const { ds, sopUid, sopClassUid, studyUid, seriesUid, key, rows, exists } = checked;
       if (exists && this.opts.duplicates === 'keep') {
         await writer.discard();
         return { outcome: 'duplicate', patientId: str(ds, '00100020'), studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
       }
-      const key = FsBlobStore.keyFor(studyUid, sopUid);
       await this.blobs.commit(writer, key);
-      const stored = withBulkData(ds, `opendrim-base:/studies/${studyUid}/series/${seriesUid}/instances/${sopUid}`, header.hasPixelData, header.transferSyntaxUid);
-      await this.index.upsertInstance({ header: stored, transferSyntaxUid: header.transferSyntaxUid, size: writer.bytes, blobKey: key, sourceAe: expect.sourceAe });
+      await this.index.writeInstance(rows, writer.bytes);
       const result: IngestResult = { outcome: exists ? 'replaced' : 'stored', patientId: str(ds, '00100020'), studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
       for (const l of this.listeners) {
         try {

@@ -64,6 +64,54 @@ function otherPatientIds(ds: DicomJson): string | null {
 
 const now = () => new Date().toISOString();
 
+export interface PreparedInstance {
+  readonly studyUid: string;
+  readonly seriesUid: string;
+  readonly sopUid: string;
+  readonly t: string;
+  readonly patient: PatientRow;
+  readonly study: StudyRow;
+  readonly series: SeriesRow;
+  /** The parent rows as text, compared with what this node last wrote for the series. */
+  readonly parentKey: string;
+  readonly instance: Omit<InstanceRow, 'series_pk' | 'size'>;
+}
+
+interface PatientRow {
+  patient_id: string;
+  issuer: string;
+  patient_name: string | null;
+  patient_name_norm: string | null;
+  birth_date: string | null;
+  sex: string | null;
+  other_ids: string | null;
+  attrs: string;
+}
+
+interface StudyRow {
+  study_uid: string;
+  study_date: string | null;
+  study_time: string | null;
+  accession_number: string | null;
+  study_id: string | null;
+  description: string | null;
+  referring_physician: string | null;
+  referring_physician_norm: string | null;
+  attrs: string;
+}
+
+interface SeriesRow {
+  series_uid: string;
+  modality: string | null;
+  series_number: number | null;
+  description: string | null;
+  series_date: string | null;
+  body_part: string | null;
+  institution_name: string | null;
+  station_name: string | null;
+  attrs: string;
+}
+
 interface InstanceRow {
   sop_uid: string;
   sop_class_uid: string;
@@ -144,13 +192,21 @@ export class StudyIndex {
 
   /** Adds or replaces one instance and refreshes its patient, study and series records, atomically. */
   async upsertInstance(rec: IndexedInstance): Promise<{ studyUid: string; seriesUid: string; sopUid: string }> {
+    return this.writeInstance(this.prepareInstance(rec), rec.size);
+  }
+
+  /**
+   * The rows an instance will be indexed with, computed before they can be written: ingest prepares them while
+   * the file's data sync runs, and writes them once the file is in place.
+   */
+  prepareInstance(rec: Omit<IndexedInstance, 'size'>): PreparedInstance {
     const ds = rec.header;
     const studyUid = str(ds, '0020000D');
     const seriesUid = str(ds, '0020000E');
     const sopUid = str(ds, '00080018');
     const t = now();
     const patientName = str(ds, '00100010');
-    const patient = {
+    const patient: PatientRow = {
       patient_id: str(ds, '00100020'),
       issuer: str(ds, '00100021'),
       patient_name: patientName || null,
@@ -161,7 +217,7 @@ export class StudyIndex {
       attrs: JSON.stringify(pick(ds, LEVEL_TAGS.PATIENT)),
     };
     const referring = str(ds, '00080090');
-    const study = {
+    const study: StudyRow = {
       study_uid: studyUid,
       study_date: str(ds, '00080020') || null,
       study_time: str(ds, '00080030') || null,
@@ -172,7 +228,7 @@ export class StudyIndex {
       referring_physician_norm: referring ? normalizePersonName(referring) : null,
       attrs: JSON.stringify(pick(ds, LEVEL_TAGS.STUDY)),
     };
-    const series = {
+    const series: SeriesRow = {
       series_uid: seriesUid,
       modality: str(ds, '00080060') || null,
       series_number: num(ds, '00200011'),
@@ -184,18 +240,24 @@ export class StudyIndex {
       attrs: JSON.stringify(pick(ds, LEVEL_TAGS.SERIES)),
     };
     const parentKey = JSON.stringify([patient, study, series]);
-    const instance: Omit<InstanceRow, 'series_pk'> = {
+    const instance: Omit<InstanceRow, 'series_pk' | 'size'> = {
       sop_uid: sopUid,
       sop_class_uid: str(ds, '00080016'),
       instance_number: num(ds, '00200013'),
       transfer_syntax: rec.transferSyntaxUid,
-      size: rec.size,
       blob_key: rec.blobKey,
       frames: num(ds, '00280008'),
       metadata: JSON.stringify(ds),
       received_at: t,
       source_ae: rec.sourceAe ?? null,
     };
+    return { studyUid, seriesUid, sopUid, t, patient, study, series, parentKey, instance };
+  }
+
+  /** Writes what `prepareInstance` computed; `size` is the stored file's, known once it is complete. */
+  async writeInstance(p: PreparedInstance, size: number): Promise<{ studyUid: string; seriesUid: string; sopUid: string }> {
+    const { studyUid, seriesUid, sopUid, t, patient, study, series, parentKey } = p;
+    const instance = { ...p.instance, size };
     const write = async (useCache: boolean) => {
       const cached = useCache ? this.parents.get(seriesUid) : undefined;
       if (cached && cached.key === parentKey) {
