@@ -158,6 +158,21 @@ test('sequence items are decoded in the data set character set (dcmjs reads them
   assert.deepEqual(d['00080005'], { vr: 'CS', Value: ['ISO_IR 192'] }, 'strings are Unicode in the JSON model');
 });
 
+test('code extensions (ISO 2022): the Japanese and Korean person names of PS3.5 Annexes H and I', () => {
+  const esc = (s: string) => Buffer.from(s.replace(/\\e/g, '\x1b'), 'latin1');
+  const file = (charset: string, pn: Buffer) =>
+    rawFile(Buffer.concat([explicitShort(0x00080005, 'CS', even(charset)), explicitShort(0x00080016, 'UI', even('1.2.3', '\0')), explicitShort(0x00100010, 'PN', pn.length % 2 ? Buffer.concat([pn, Buffer.from(' ')]) : pn)]), EXPLICIT);
+  // H.3.1: JIS X 0208 in G0 (ESC $ B), back to ASCII (ESC ( B) before each delimiter.
+  const japanese = esc('Yamada^Tarou=\\e$B;3ED\\e(B^\\e$BB@O:\\e(B=\\e$B$d$^$@\\e(B^\\e$B$?$m$&\\e(B');
+  assert.deepEqual(decodeHeaderJson(file('\\ISO 2022 IR 87', japanese))?.dataset['00100010'], { vr: 'PN', Value: [{ Alphabetic: 'Yamada^Tarou', Ideographic: '山田^太郎', Phonetic: 'やまだ^たろう' }] });
+  // I.2: KS X 1001 in G1 (ESC $ ) C), designated again after each delimiter.
+  const korean = Buffer.concat([esc('Hong^Gildong=\\e$)C'), Buffer.from([0xfb, 0xf3]), esc('^\\e$)C'), Buffer.from([0xd1, 0xce, 0xd4, 0xd7]), esc('=\\e$)C'), Buffer.from([0xc8, 0xab]), esc('^\\e$)C'), Buffer.from([0xb1, 0xe6, 0xb5, 0xbf])]);
+  assert.deepEqual(decodeHeaderJson(file('\\ISO 2022 IR 149', korean))?.dataset['00100010'], { vr: 'PN', Value: [{ Alphabetic: 'Hong^Gildong', Ideographic: '洪^吉洞', Phonetic: '홍^길동' }] });
+  // dcmjs refuses any multi-valued Specific Character Set: such instances were refused as malformed.
+  assert.throws(() => parseHeaderWithDcmjs(file('\\ISO 2022 IR 87', japanese), true), /multiple character sets/);
+  assert.equal(decodeHeaderJson(file('\\ISO 2022 IR 159', japanese)), undefined, 'JIS X 0212 is left to the general path');
+});
+
 test('implicit VR: US or SS by Pixel Representation, private creators as LO, unknown private elements as UN, sequences of undefined length', () => {
   const ds = Buffer.concat([
     implicitElement(0x00080016, even('1.2.3', '\0')),
@@ -198,7 +213,7 @@ test('leaves to the general path what it does not decode, and never throws on da
   const good = part10({ SOPClassUID: '1.2.3', SOPInstanceUID: '1.2.3.4', PatientName: 'A^B', StudyDescription: 'X' }, EXPLICIT);
   assert.ok(decodeHeaderJson(good));
   assert.equal(decodeHeaderJson(part10({ SOPClassUID: '1.2.3', SOPInstanceUID: '1.2.3.4' }, '1.2.840.10008.1.2.2')), undefined, 'big endian');
-  assert.equal(decodeHeaderJson(rawFile(explicitShort(0x00080005, 'CS', even('\\ISO 2022 IR 87')), EXPLICIT)), undefined, 'code extensions');
+  assert.equal(decodeHeaderJson(rawFile(explicitShort(0x00080005, 'CS', even('ISO_IR 999')), EXPLICIT)), undefined, 'an unknown character set');
   assert.equal(decodeHeaderJson(rawFile(Buffer.concat([tagBytes(0x00091001), Buffer.from('UN'), le16(0), le32(2), Buffer.from([1, 2])]), EXPLICIT)), undefined, 'UN element');
   assert.equal(decodeHeaderJson(good.subarray(0, good.length - 3)), undefined, 'cut inside an element');
   assert.equal(decodeHeaderJson(Buffer.from('not dicom at all')), undefined);

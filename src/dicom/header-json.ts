@@ -83,7 +83,8 @@ function dictionaryVr(tag: number): string | undefined {
 interface Context {
   buf: Buffer;
   implicit: boolean;
-  decoder: TextDecoder | undefined;
+  /** A single character set's decoder (undefined: the default, Latin-1), or code extensions (PS3.5 6.1.2.5). */
+  decoder: TextDecoder | Iso2022 | undefined;
   /** Pixel Representation seen so far, to resolve US or SS in implicit VR. */
   pixelRepresentation: number;
 }
@@ -101,8 +102,71 @@ function isAscii(buf: Buffer, start: number, end: number): boolean {
 }
 
 function text(ctx: Context, start: number, end: number, encoded: boolean): string {
-  if (!encoded || isAscii(ctx.buf, start, end)) return ctx.buf.toString('latin1', start, end);
+  if (!encoded) return ctx.buf.toString('latin1', start, end);
+  // 7-bit bytes can still hold escape sequences.
+  if (ctx.decoder instanceof Iso2022) return ctx.decoder.decode(ctx.buf, start, end);
+  if (isAscii(ctx.buf, start, end)) return ctx.buf.toString('latin1', start, end);
   return (ctx.decoder ?? decoderFor('latin1')).decode(ctx.buf.subarray(start, end));
+}
+
+type G0 = 'ascii' | 'jisx0208';
+type G1 = 'none' | 'katakana' | 'latin1' | 'ksx1001' | 'gb2312';
+
+/**
+ * Values with ISO 2022 code extensions (PS3.5 6.1.2.5, Annexes H to K): escape sequences switch what the
+ * 7-bit (G0) and 8-bit (G1) bytes mean. Japanese (IR 13, IR 87), Korean (IR 149), simplified Chinese (IR 58)
+ * and Latin-1 (IR 100) are read; any other escape leaves the instance to the general path.
+ */
+class Iso2022 {
+  constructor(private readonly initial: { g0: G0; g1: G1 }) {}
+
+  static forTerms(terms: string[]): Iso2022 {
+    const first = terms[0] ?? '';
+    const g1: G1 | undefined = first === '' || first === 'ISO_2022_IR_6' ? 'none' : first === 'ISO_2022_IR_13' ? 'katakana' : first === 'ISO_2022_IR_100' ? 'latin1' : undefined;
+    const known = new Set(['', 'ISO_2022_IR_6', 'ISO_2022_IR_13', 'ISO_2022_IR_87', 'ISO_2022_IR_100', 'ISO_2022_IR_149', 'ISO_2022_IR_58']);
+    if (!g1 || !terms.every((t) => known.has(t))) throw new Unsupported();
+    return new Iso2022({ g0: 'ascii', g1 });
+  }
+
+  decode(buf: Buffer, start: number, end: number): string {
+    let { g0, g1 } = this.initial;
+    let out = '';
+    let i = start;
+    while (i < end) {
+      const b = buf[i]!;
+      if (b === 0x1b) {
+        const esc = buf.toString('latin1', i + 1, Math.min(i + 4, end));
+        if (esc.startsWith('(B') || esc.startsWith('(J')) [g0, i] = ['ascii', i + 3];
+        else if (esc.startsWith('$B')) [g0, i] = ['jisx0208', i + 3];
+        else if (esc.startsWith(')I')) [g1, i] = ['katakana', i + 3];
+        else if (esc.startsWith('-A')) [g1, i] = ['latin1', i + 3];
+        else if (esc === '$)C') [g1, i] = ['ksx1001', i + 4];
+        else if (esc === '$)A') [g1, i] = ['gb2312', i + 4];
+        else throw new Unsupported();
+        continue;
+      }
+      let j = i;
+      const high = b >= 0x80;
+      while (j < end && buf[j] !== 0x1b && buf[j]! >= 0x80 === high) j++;
+      const run = buf.subarray(i, j);
+      if (!high) {
+        // JIS X 0208 in G0 is EUC-JP's code set 1 with the high bits cleared.
+        out += g0 === 'ascii' ? run.toString('latin1') : decoderFor('euc-jp').decode(Buffer.from(run.map((x) => x | 0x80)));
+      } else if (g1 === 'katakana') {
+        for (const x of run) out += String.fromCharCode(0xff61 + x - 0xa1);
+      } else if (g1 === 'latin1') {
+        out += decoderFor('latin1').decode(run);
+      } else if (g1 === 'ksx1001') {
+        out += decoderFor('euc-kr').decode(run);
+      } else if (g1 === 'gb2312') {
+        out += decoderFor('gb18030').decode(run);
+      } else {
+        throw new Unsupported();
+      }
+      i = j;
+    }
+    return out;
+  }
 }
 
 function implicitVr(ctx: Context, tag: number, length: number): string {
@@ -261,13 +325,14 @@ function readDataset(ctx: Context, off: number, end: number, out: DicomJson, dep
 }
 
 function setCharset(ctx: Context, el: DicomJsonValue): void {
-  const values = (el.Value ?? []) as Array<string | null>;
-  // Code extensions (several values, ISO 2022 escapes) are left to the general path.
-  if (values.length > 1) throw new Unsupported();
-  const term = (values[0] ?? '').replace(/[ -]/g, '_').toUpperCase();
-  const label = CHARSETS[term];
-  if (!label) throw new Unsupported();
-  ctx.decoder = label === 'latin1' ? undefined : decoderFor(label);
+  const terms = ((el.Value ?? []) as Array<string | null>).map((v) => (v ?? '').replace(/[ -]/g, '_').toUpperCase());
+  if (terms.length > 1 || terms[0]?.startsWith('ISO_2022')) {
+    ctx.decoder = Iso2022.forTerms(terms);
+  } else {
+    const label = CHARSETS[terms[0] ?? ''];
+    if (!label) throw new Unsupported();
+    ctx.decoder = label === 'latin1' ? undefined : decoderFor(label);
+  }
   // Values are decoded to Unicode: the JSON model's strings carry no character set of their own.
   el.Value = ['ISO_IR 192'];
 }

@@ -11,6 +11,8 @@ import { FsBlobStore } from './blobs.js';
 import { Ingestor } from './ingest.js';
 import { createLogger } from '../common/log.js';
 import { newUid } from '../../test/harness/gen-study.js';
+import { even, le16, tagBytes } from '../../test/harness/raw-dataset.js';
+import { fileMetaHeader } from '../dicom/part10.js';
 
 function encapsulatedPdf(bytes: number): { buf: Buffer; sop: string; study: string } {
   const sop = newUid();
@@ -112,4 +114,30 @@ test('regression (found by fuzzing): a Transfer Syntax UID element with a numeri
   b[i + 4] = 0x55;
   b[i + 5] = 0x4c; // UL
   assert.throws(() => parseHeader(b, true), DicomParseError);
+});
+
+test('an instance whose names use ISO 2022 code extensions (Japanese) is stored and indexed, not refused as malformed', async () => {
+  const store = await scratchStore();
+  try {
+    const study = newUid();
+    const el = (tag: number, vr: string, v: Buffer) => Buffer.concat([tagBytes(tag), Buffer.from(vr), le16(v.length), v]);
+    // PS3.5 H.3.1: Yamada^Tarou=山田^太郎, JIS X 0208 between ESC $ B and ESC ( B.
+    const pn = Buffer.from('Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B', 'latin1');
+    const ds = Buffer.concat([
+      el(0x00080005, 'CS', even('\\ISO 2022 IR 87')),
+      el(0x00080016, 'UI', even('1.2.840.10008.5.1.4.1.1.7', '\0')),
+      el(0x00080018, 'UI', even('1.2.3.4.5', '\0')),
+      el(0x00100010, 'PN', pn.length % 2 ? Buffer.concat([pn, Buffer.from(' ')]) : pn),
+      el(0x00100020, 'LO', even('JP1')),
+      el(0x0020000d, 'UI', even(study, '\0')),
+      el(0x0020000e, 'UI', even(newUid(), '\0')),
+    ]);
+    const w = store.ingestor().begin();
+    w.end(Buffer.concat([fileMetaHeader({ sopClassUid: '1.2.840.10008.5.1.4.1.1.7', sopInstanceUid: '1.2.3.4.5', transferSyntaxUid: '1.2.840.10008.1.2.1' }), ds]));
+    assert.equal((await store.ingestor().commit(w)).outcome, 'stored');
+    const { matches } = await store.index.find({ level: 'STUDY', keys: new Map([['0020000D', study], ['00100010', '']]), limit: 10 });
+    assert.deepEqual(matches[0]?.attrs['00100010'], { vr: 'PN', Value: [{ Alphabetic: 'Yamada^Tarou', Ideographic: '山田^太郎' }] });
+  } finally {
+    await store.cleanup();
+  }
 });
