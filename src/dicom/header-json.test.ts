@@ -158,7 +158,7 @@ test('sequence items are decoded in the data set character set (dcmjs reads them
   assert.deepEqual(d['00080005'], { vr: 'CS', Value: ['ISO_IR 192'] }, 'strings are Unicode in the JSON model');
 });
 
-test('code extensions (ISO 2022): the Japanese and Korean person names of PS3.5 Annexes H and I', () => {
+test('code extensions (ISO 2022): the Japanese, Korean and Chinese person names of PS3.5 Annexes H, I and K', () => {
   const esc = (s: string) => Buffer.from(s.replace(/\\e/g, '\x1b'), 'latin1');
   const file = (charset: string, pn: Buffer) =>
     rawFile(Buffer.concat([explicitShort(0x00080005, 'CS', even(charset)), explicitShort(0x00080016, 'UI', even('1.2.3', '\0')), explicitShort(0x00100010, 'PN', pn.length % 2 ? Buffer.concat([pn, Buffer.from(' ')]) : pn)]), EXPLICIT);
@@ -168,6 +168,9 @@ test('code extensions (ISO 2022): the Japanese and Korean person names of PS3.5 
   // I.2: KS X 1001 in G1 (ESC $ ) C), designated again after each delimiter.
   const korean = Buffer.concat([esc('Hong^Gildong=\\e$)C'), Buffer.from([0xfb, 0xf3]), esc('^\\e$)C'), Buffer.from([0xd1, 0xce, 0xd4, 0xd7]), esc('=\\e$)C'), Buffer.from([0xc8, 0xab]), esc('^\\e$)C'), Buffer.from([0xb1, 0xe6, 0xb5, 0xbf])]);
   assert.deepEqual(decodeHeaderJson(file('\\ISO 2022 IR 149', korean))?.dataset['00100010'], { vr: 'PN', Value: [{ Alphabetic: 'Hong^Gildong', Ideographic: '洪^吉洞', Phonetic: '홍^길동' }] });
+  // K.2: GB 2312 in G1 (ESC $ ) A).
+  const chinese = Buffer.concat([esc('Zhang^XiaoDong=\\e$)A'), Buffer.from([0xd5, 0xc5]), esc('^\\e$)A'), Buffer.from([0xd0, 0xa1, 0xb6, 0xab]), esc('=')]);
+  assert.deepEqual(decodeHeaderJson(file('\\ISO 2022 IR 58', chinese))?.dataset['00100010'], { vr: 'PN', Value: [{ Alphabetic: 'Zhang^XiaoDong', Ideographic: '张^小东' }] });
   // dcmjs refuses any multi-valued Specific Character Set: such instances were refused as malformed.
   assert.throws(() => parseHeaderWithDcmjs(file('\\ISO 2022 IR 87', japanese), true), /multiple character sets/);
   assert.equal(decodeHeaderJson(file('\\ISO 2022 IR 159', japanese)), undefined, 'JIS X 0212 is left to the general path');
