@@ -7,16 +7,16 @@
  * Only the little-endian syntaxes are walked (implicit, explicit, and every encapsulated one); deflated and
  * big-endian files, and anything malformed, give `undefined` and callers take their general path.
  */
-const IMPLICIT_LE = '1.2.840.10008.1.2';
+export const IMPLICIT_LE = '1.2.840.10008.1.2';
 const BIG_ENDIAN = '1.2.840.10008.1.2.2';
 const DEFLATED = new Set(['1.2.840.10008.1.2.1.99', '1.2.840.10008.1.2.8.1']);
 /** VRs whose explicit encoding has 2 reserved bytes and a 4-byte length (PS3.5 7.1.2). */
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
-const UNDEFINED = 0xffffffff;
-const ITEM = 0xfffee000;
-const ITEM_END = 0xfffee00d;
-const SEQUENCE_END = 0xfffee0dd;
-const PIXEL_DATA = 0x7fe00010;
+export const LONG_VRS: ReadonlySet<string> = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
+export const UNDEFINED = 0xffffffff;
+export const ITEM = 0xfffee000;
+export const ITEM_END = 0xfffee00d;
+export const SEQUENCE_END = 0xfffee0dd;
+export const PIXEL_DATA = 0x7fe00010;
 const MAX_DEPTH = 64;
 
 class Malformed extends Error {}

@@ -1,5 +1,6 @@
 import dcmjs from 'dcmjs';
 import type { DicomJson, DicomJsonValue } from './part10.js';
+import { IMPLICIT_LE, ITEM, ITEM_END, LONG_VRS, PIXEL_DATA, SEQUENCE_END, UNDEFINED } from './element-walk.js';
 
 /**
  * Decodes a Part 10 header (File Meta Information and the data set up to Pixel Data) straight into the DICOM
@@ -14,20 +15,24 @@ import type { DicomJson, DicomJsonValue } from './part10.js';
  * (ISO 2022), UN elements, malformed or truncated input) gives `undefined`, and the caller takes dcmjs' path.
  */
 
-const IMPLICIT_LE = '1.2.840.10008.1.2';
-const UNDEFINED = 0xffffffff;
-const ITEM = 0xfffee000;
-const ITEM_END = 0xfffee00d;
-const SEQUENCE_END = 0xfffee0dd;
-const PIXEL_DATA = 0x7fe00010;
 const MAX_DEPTH = 32;
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
 const BINARY_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW']);
 /** Text VRs whose value may hold a backslash: one value, never split (PS3.5 6.2). */
 const SINGLE_TEXT = new Set(['LT', 'ST', 'UT', 'UR']);
 /** Text VRs in the data set's character set; the others are ASCII (the default repertoire). */
 const ENCODED = new Set(['LO', 'LT', 'PN', 'SH', 'ST', 'UC', 'UT']);
 const NUMBER_SIZE: Record<string, number> = { FL: 4, FD: 8, SL: 4, SS: 2, UL: 4, US: 2, SV: 8, UV: 8, AT: 4 };
+const NUMBER_READ: Record<string, (b: Buffer, o: number) => number> = {
+  FL: (b, o) => b.readFloatLE(o),
+  FD: (b, o) => b.readDoubleLE(o),
+  SL: (b, o) => b.readInt32LE(o),
+  SS: (b, o) => b.readInt16LE(o),
+  UL: (b, o) => b.readUInt32LE(o),
+  US: (b, o) => b.readUInt16LE(o),
+  SV: (b, o) => Number(b.readBigInt64LE(o)),
+  UV: (b, o) => Number(b.readBigUInt64LE(o)),
+  AT: (b, o) => ((b.readUInt16LE(o) << 16) | b.readUInt16LE(o + 2)) >>> 0,
+};
 
 /** Defined Terms of Specific Character Set without code extensions → WHATWG encoding labels. */
 const CHARSETS: Record<string, string> = {
@@ -225,39 +230,9 @@ function stringValues(ctx: Context, vr: string, start: number, end: number): Dic
 function numberValues(ctx: Context, vr: string, start: number, length: number): DicomJsonValue {
   const size = NUMBER_SIZE[vr]!;
   if (length % size !== 0) throw new Unsupported();
-  const b = ctx.buf;
+  const read = NUMBER_READ[vr]!;
   const values: unknown[] = [];
-  for (let o = start; o < start + length; o += size) {
-    switch (vr) {
-      case 'FL':
-        values.push(b.readFloatLE(o));
-        break;
-      case 'FD':
-        values.push(b.readDoubleLE(o));
-        break;
-      case 'SL':
-        values.push(b.readInt32LE(o));
-        break;
-      case 'SS':
-        values.push(b.readInt16LE(o));
-        break;
-      case 'UL':
-        values.push(b.readUInt32LE(o));
-        break;
-      case 'US':
-        values.push(b.readUInt16LE(o));
-        break;
-      case 'SV':
-        values.push(Number(b.readBigInt64LE(o)));
-        break;
-      case 'UV':
-        values.push(Number(b.readBigUInt64LE(o)));
-        break;
-      case 'AT':
-        values.push(((b.readUInt16LE(o) << 16) | b.readUInt16LE(o + 2)) >>> 0);
-        break;
-    }
-  }
+  for (let o = start; o < start + length; o += size) values.push(read(ctx.buf, o));
   if (vr === 'AT') return values.length ? { vr, Value: values.map((v) => (v as number).toString(16).toUpperCase().padStart(8, '0')) } : { vr };
   return values.length ? { vr, Value: values } : { vr };
 }

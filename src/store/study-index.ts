@@ -1,5 +1,5 @@
 import { CompiledQuery, sql, type Kysely, type SelectQueryBuilder, type Expression, type SqlBool } from 'kysely';
-import type { DB, Dialect } from './db.js';
+import type { DB, Dialect, InstanceTable, PatientTable, SeriesTable, StudyTable } from './db.js';
 import { LEVEL_TAGS, MATCHABLE_BY_TAG, levelRank, normalizePersonName, type Level, type Matchable } from './attributes.js';
 import { multi, num, str, type DicomJson } from '../dicom/part10.js';
 
@@ -77,54 +77,11 @@ export interface PreparedInstance {
   readonly instance: Omit<InstanceRow, 'series_pk' | 'size'>;
 }
 
-interface PatientRow {
-  patient_id: string;
-  issuer: string;
-  patient_name: string | null;
-  patient_name_norm: string | null;
-  birth_date: string | null;
-  sex: string | null;
-  other_ids: string | null;
-  attrs: string;
-}
-
-interface StudyRow {
-  study_uid: string;
-  study_date: string | null;
-  study_time: string | null;
-  accession_number: string | null;
-  study_id: string | null;
-  description: string | null;
-  referring_physician: string | null;
-  referring_physician_norm: string | null;
-  attrs: string;
-}
-
-interface SeriesRow {
-  series_uid: string;
-  modality: string | null;
-  series_number: number | null;
-  description: string | null;
-  series_date: string | null;
-  body_part: string | null;
-  institution_name: string | null;
-  station_name: string | null;
-  attrs: string;
-}
-
-interface InstanceRow {
-  sop_uid: string;
-  sop_class_uid: string;
-  instance_number: number | null;
-  transfer_syntax: string;
-  size: number;
-  blob_key: string;
-  frames: number | null;
-  metadata: string;
-  received_at: string;
-  source_ae: string | null;
-  series_pk: number;
-}
+// The rows as written: the tables' columns but for those the database or the parent rows provide.
+type PatientRow = Omit<PatientTable, 'id' | 'updated_at'>;
+type StudyRow = Omit<StudyTable, 'id' | 'patient_pk' | 'updated_at'>;
+type SeriesRow = Omit<SeriesTable, 'id' | 'study_pk' | 'updated_at'>;
+type InstanceRow = Omit<InstanceTable, 'id'>;
 
 /** Escapes a DICOM wildcard value into a LIKE pattern ('*' → '%', '?' → '_'). */
 export function likePattern(value: string): string {
