@@ -117,6 +117,34 @@ function metaOf(buf: Buffer): { transferSyntax: string; datasetStart: number } {
 }
 
 /**
+ * Whether a Part 10 file is whole: every top-level element complete and the last one ending at the end of the
+ * file, with pixel data when the header describes an image (Rows present). A file cut at an arbitrary byte fails
+ * the walk; one cut exactly before Pixel Data fails the image test. Deflated and big-endian files are not walked:
+ * false.
+ */
+export function isWholePart10(part10: Buffer): boolean {
+  try {
+    const { transferSyntax, datasetStart } = metaOf(part10);
+    if (transferSyntax === BIG_ENDIAN || DEFLATED.has(transferSyntax)) return false;
+    const implicit = transferSyntax === IMPLICIT_LE;
+    let off = datasetStart;
+    let rows = false;
+    let pixels = false;
+    while (off < part10.length) {
+      const el = readElement(part10, off, implicit);
+      if (el.tag >>> 16 === 0xfffe) return false;
+      if (el.tag === 0x00280010) rows = true;
+      if (el.tag === PIXEL_DATA || el.tag === 0x7fe00008 || el.tag === 0x7fe00009) pixels = true;
+      off = skipValue(part10, el, implicit, 0);
+    }
+    return off === part10.length && (pixels || !rows);
+  } catch (e) {
+    if (e instanceof Malformed || e instanceof RangeError) return false;
+    throw e;
+  }
+}
+
+/**
  * The top-level elements before Pixel Data (all of them when there is none) with the bytes each spans, the
  * encoding, and where Pixel Data starts; `undefined` when the file is not walked here (deflated, big endian) or
  * is malformed.

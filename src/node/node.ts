@@ -10,6 +10,7 @@ import type { FsBlobStore } from '../store/blobs.js';
 import type { StudyIndex } from '../store/study-index.js';
 import type { Ingestor } from '../store/ingest.js';
 import { openStore } from '../store/open-store.js';
+import { recoverTempFiles } from '../store/recover.js';
 import { Metrics } from '../ops/metrics.js';
 import { opsRoutes } from '../ops/routes.js';
 import { dicomwebRoutes } from '../dicomweb/routes.js';
@@ -139,6 +140,8 @@ export class OpenDrimNode {
     const { config, log, metrics } = this;
     const store = await openStore(config, log);
     ({ database: this.database, index: this.index, blobs: this.blobs, ingestor: this.ingestor } = store);
+    const { recovered } = await recoverTempFiles(this.blobs, this.ingestor, log);
+    if (recovered) log.warn({ recovered }, 'instances recovered from the temporary directory');
     const swept = await this.blobs.sweepTemp();
     if (swept) log.info({ swept }, 'removed temporary files left by an interrupted receive');
     this.audit = new AuditTrail(this.database.db, this.database.dialect, log.child({ component: 'audit' }));

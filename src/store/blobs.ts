@@ -269,6 +269,17 @@ export class FsBlobStore implements BlobStore {
     await rm(probe, { force: true });
   }
 
+  /** Temporary files not written to for `olderThanMs` (no receive is writing them), with their size. */
+  async staleTempFiles(olderThanMs: number): Promise<Array<{ path: string; size: number }>> {
+    const out: Array<{ path: string; size: number }> = [];
+    for (const name of await readdir(this.tmpDir)) {
+      const p = path.join(this.tmpDir, name);
+      const st = await stat(p).catch(() => undefined);
+      if (st?.isFile() && Date.now() - st.mtimeMs > olderThanMs) out.push({ path: p, size: st.size });
+    }
+    return out;
+  }
+
   /**
    * Leftovers of receives interrupted by a crash; nothing in the index points at them. Only old ones go, since
    * another node sharing this directory may be writing its own temporary files right now.
