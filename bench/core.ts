@@ -94,6 +94,13 @@ try {
   const runs = Number(process.env.BENCH_RUNS ?? 3);
   // Background work a server starts after a study (index checkpoints, writeback) is left to finish before the CT.
   const pause = () => new Promise((r) => setTimeout(r, 1000));
+  /** The first study, a pause, then the CT timed: for the servers started for one measurement only. */
+  const ctAfterFirst = async (aet: string, port: number) => {
+    await timeStorescu(aet, port, first.files);
+    await pause();
+    await settle();
+    return timeStorescu(aet, port, ct.files);
+  };
   for (let run = 0; run < runs; run++) {
     const node = await startOpenDrim();
     const orthanc = await startOrthanc({ name: `bench${run}`, aet: 'ORTHANC' });
@@ -116,19 +123,13 @@ try {
     }
     const fast = await startOpenDrim({ OPENDRIM_FSYNC: 'false' });
     try {
-      await timeStorescu('OPENDRIM', fast.dicom, first.files);
-      await pause();
-      await settle();
-      ingest.nosync.push(await timeStorescu('OPENDRIM', fast.dicom, ct.files));
+      ingest.nosync.push(await ctAfterFirst('OPENDRIM', fast.dicom));
     } finally {
       await fast.stop();
     }
     const orthancFast = await startOrthanc({ name: `bench-nosync${run}`, aet: 'ORTHANC', settings: { SyncStorageArea: false } });
     try {
-      await timeStorescu('ORTHANC', orthancFast.dicomPort, first.files);
-      await pause();
-      await settle();
-      ingest.orthancNosync.push(await timeStorescu('ORTHANC', orthancFast.dicomPort, ct.files));
+      ingest.orthancNosync.push(await ctAfterFirst('ORTHANC', orthancFast.dicomPort));
     } finally {
       await orthancFast.stop();
     }

@@ -1,5 +1,5 @@
 import dcmjs from 'dcmjs';
-import type { DicomJson, DicomJsonValue } from './part10.js';
+import type { DicomJson, DicomJsonValue, ParsedHeader } from './part10.js';
 import { IMPLICIT_LE, ITEM, ITEM_END, LONG_VRS, PIXEL_DATA, SEQUENCE_END, UNDEFINED } from './element-walk.js';
 
 /**
@@ -342,18 +342,11 @@ function readSequence(ctx: Context, value: number, length: number, end: number, 
   }
 }
 
-export interface DecodedHeader {
-  meta: DicomJson;
-  dataset: DicomJson;
-  transferSyntaxUid: string;
-  hasPixelData: boolean;
-}
-
 /**
  * The header of a Part 10 file (or of a prefix of one that reaches Pixel Data) as DICOM JSON; `undefined` when
  * it is not decoded here (see above) and the general path must decide, including whether it is DICOM at all.
  */
-export function decodeHeaderJson(part10: Buffer): DecodedHeader | undefined {
+export function decodeHeaderJson(part10: Buffer): ParsedHeader | undefined {
   try {
     if (part10.length < 144 || part10.toString('latin1', 128, 132) !== 'DICM') return undefined;
     const metaCtx: Context = { buf: part10, implicit: false, decoder: undefined, pixelRepresentation: 0 };

@@ -6,7 +6,6 @@ import { multi, num, str, type DicomJson } from '../dicom/part10.js';
 export interface IndexedInstance {
   header: DicomJson; // data set attributes (no pixel data), bulk data already replaced by URIs
   transferSyntaxUid: string;
-  size: number;
   blobKey: string;
   sourceAe?: string;
 }
@@ -147,16 +146,11 @@ export class StudyIndex {
    */
   private readonly parents = new Map<string, { key: string; seriesPk: number }>();
 
-  /** Adds or replaces one instance and refreshes its patient, study and series records, atomically. */
-  async upsertInstance(rec: IndexedInstance): Promise<{ studyUid: string; seriesUid: string; sopUid: string }> {
-    return this.writeInstance(this.prepareInstance(rec), rec.size);
-  }
-
   /**
    * The rows an instance will be indexed with, computed before they can be written: ingest prepares them while
    * the file's data sync runs, and writes them once the file is in place.
    */
-  prepareInstance(rec: Omit<IndexedInstance, 'size'>): PreparedInstance {
+  prepareInstance(rec: IndexedInstance): PreparedInstance {
     const ds = rec.header;
     const studyUid = str(ds, '0020000D');
     const seriesUid = str(ds, '0020000E');
@@ -211,7 +205,10 @@ export class StudyIndex {
     return { studyUid, seriesUid, sopUid, t, patient, study, series, parentKey, instance };
   }
 
-  /** Writes what `prepareInstance` computed; `size` is the stored file's, known once it is complete. */
+  /**
+   * Adds or replaces one instance and refreshes its patient, study and series records, atomically, from what
+   * `prepareInstance` computed; `size` is the stored file's, known once it is complete.
+   */
   async writeInstance(p: PreparedInstance, size: number): Promise<{ studyUid: string; seriesUid: string; sopUid: string }> {
     const { studyUid, seriesUid, sopUid, t, patient, study, series, parentKey } = p;
     const instance = { ...p.instance, size };
