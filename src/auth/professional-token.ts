@@ -1,5 +1,6 @@
 import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+import { remembered } from '../common/remembered.js';
 
 /**
  * The professional's identity carried on every DRIMbox-to-DRIMbox image request.
@@ -53,14 +54,7 @@ export interface IssueOptions {
 /** Parsed keys by PEM: parsing costs about a millisecond and a box signs with the same key for every transfer. */
 const parsedKeys = new Map<string, KeyObject>();
 function privateKeyOf(pem: string | Buffer): KeyObject {
-  const id = typeof pem === 'string' ? pem : pem.toString('latin1');
-  let key = parsedKeys.get(id);
-  if (!key) {
-    key = createPrivateKey(pem);
-    if (parsedKeys.size > 16) parsedKeys.clear();
-    parsedKeys.set(id, key);
-  }
-  return key;
+  return remembered(parsedKeys, typeof pem === 'string' ? pem : pem.toString('latin1'), 16, () => createPrivateKey(pem));
 }
 
 export async function issueProfessionalToken(pro: Professional, opts: IssueOptions): Promise<string> {

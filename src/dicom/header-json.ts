@@ -1,5 +1,6 @@
 import dcmjs from 'dcmjs';
 import type { DicomJson, DicomJsonValue, ParsedHeader } from './part10.js';
+import { remembered } from '../common/remembered.js';
 import { IMPLICIT_LE, ITEM, ITEM_END, LONG_VRS, PIXEL_DATA, SEQUENCE_END, UNDEFINED } from './element-walk.js';
 
 /**
@@ -63,25 +64,17 @@ const VR_BY_CODE = new Map<number, string>(
 /** Tag → its DICOM JSON key (GGGGEEEE), remembered: the same few hundred tags recur in every header. */
 const keys = new Map<number, string>();
 function keyOf(tag: number): string {
-  let k = keys.get(tag);
-  if (k === undefined) {
-    k = tag.toString(16).toUpperCase().padStart(8, '0');
-    if (keys.size < 20_000) keys.set(tag, k);
-  }
-  return k;
+  return remembered(keys, tag, 20_000, (t) => t.toString(16).toUpperCase().padStart(8, '0'));
 }
 
 const dictionaryVrs = new Map<number, string | null>();
 
 /** The dictionary's VR of a tag, for implicit VR data sets (dcmjs' dictionary, looked up once per tag). */
 function dictionaryVr(tag: number): string | undefined {
-  let vr = dictionaryVrs.get(tag);
-  if (vr === undefined) {
-    const hex = keyOf(tag);
-    const entry = (dcmjs.data.DicomMetaDictionary.dictionary as Record<string, { vr?: string } | undefined>)[`(${hex.slice(0, 4)},${hex.slice(4)})`];
-    vr = entry?.vr ?? null;
-    if (dictionaryVrs.size < 20_000) dictionaryVrs.set(tag, vr);
-  }
+  const vr = remembered(dictionaryVrs, tag, 20_000, (t) => {
+    const hex = keyOf(t);
+    return (dcmjs.data.DicomMetaDictionary.dictionary as Record<string, { vr?: string } | undefined>)[`(${hex.slice(0, 4)},${hex.slice(4)})`]?.vr ?? null;
+  });
   return vr ?? undefined;
 }
 
@@ -96,9 +89,7 @@ interface Context {
 
 const decoders = new Map<string, TextDecoder>();
 function decoderFor(label: string): TextDecoder {
-  let d = decoders.get(label);
-  if (!d) decoders.set(label, (d = new TextDecoder(label)));
-  return d;
+  return remembered(decoders, label, 64, (l) => new TextDecoder(l));
 }
 
 function isAscii(buf: Buffer, start: number, end: number): boolean {

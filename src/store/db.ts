@@ -3,6 +3,7 @@ import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, type Generated } from 'kysely';
 import pg from 'pg';
+import { remembered } from '../common/remembered.js';
 
 export interface PatientTable {
   id: Generated<number>;
@@ -301,15 +302,7 @@ function withStatementCache(sqlite: SQLite.Database): SQLite.Database {
   return new Proxy(sqlite, {
     get(target, prop, receiver) {
       if (prop === 'prepare') {
-        return (source: string) => {
-          let stmt = cache.get(source);
-          if (!stmt) {
-            stmt = prepare(source);
-            if (cache.size > 500) cache.clear();
-            cache.set(source, stmt);
-          }
-          return stmt;
-        };
+        return (source: string) => remembered(cache, source, 500, prepare);
       }
       const v = Reflect.get(target, prop, receiver);
       return typeof v === 'function' ? v.bind(target) : v;
