@@ -128,6 +128,18 @@ export const ConfigSchema = z
         viewerUrlTemplate: z.string().optional(),
         healthcareFacilityTypeCode: z.object({ code: z.string(), scheme: z.string(), display: z.string().optional() }).default({ code: 'SA07', scheme: '1.2.250.1.71.4.2.4', display: 'Cabinet de radiologie' }),
         practiceSettingCode: z.object({ code: z.string(), scheme: z.string(), display: z.string().optional() }).default({ code: 'ETABLISSEMENT', scheme: '1.2.250.1.213.1.1.4.9', display: 'Etablissement de santé' }),
+        /** Submission set contentTypeCode (TRE_R209 TypeActivite, 1.2.250.1.213.2.2); the ANS model uses 04. */
+        contentTypeCode: z.object({ code: z.string(), scheme: z.string(), display: z.string().optional() }).default({ code: '04', scheme: '1.2.250.1.213.2.2', display: 'Hospitalisation de jour' }),
+        /** The publishing DRIMbox as author of the manifests and submission sets (XCN, identifier type EI). */
+        device: z
+          .object({ id: z.string().min(1), name: z.string().min(1).default('OpenDRIM'), given: z.string().default('DRIMbox'), authority: z.string().regex(/^[0-2](\.(0|[1-9][0-9]*))+$/, 'must be an OID').default('1.2.250.1.71.4.2.1') })
+          .strict()
+          .optional(),
+        /** The publication queue: retries while the PACS or the DMP cannot take a publication, then failure. */
+        retry: z
+          .object({ firstDelaySeconds: z.number().positive().default(1), maxDelaySeconds: z.number().positive().default(300), giveUpAfterHours: z.number().positive().default(24) })
+          .strict()
+          .default({ firstDelaySeconds: 1, maxDelaySeconds: 300, giveUpAfterHours: 24 }),
       })
       .strict()
       .optional(),

@@ -30,6 +30,17 @@ test('ORC-1 = CA is a withdrawal; other message types and missing parts are refu
   assert.throws(() => readReportMessage(parseMessage('MSH|^~\\&|A|B|C|D|1||ORU^R01|1|P|2.5\rOBR|1')), /PID segment missing/);
 });
 
+test('PID-32 gives the identity reliability; OBX-11 = D alone is a de-publication', () => {
+  const msg = parseMessage(oruR01(spec, cda));
+  assert.equal(msg.segment('PID')!.get(32), 'VALI', 'PID-32 sits where the ANS messages put it');
+  assert.deepEqual(readReportMessage(msg).identityReliability, ['VALI']);
+  assert.deepEqual(readReportMessage(parseMessage(oruR01(spec, cda, { identityReliability: 'PROV' }))).identityReliability, ['PROV']);
+  assert.deepEqual(readReportMessage(parseMessage(oruR01(spec, cda, { identityReliability: '' }))).identityReliability, []);
+  const deleted = readReportMessage(parseMessage(oruR01(spec, cda, { resultStatus: 'D' })));
+  assert.equal(deleted.kind, 'withdraw');
+  assert.equal(readReportMessage(parseMessage(oruR01(spec, cda, { resultStatus: 'C' }))).kind, 'publish');
+});
+
 test('reads OMI^O23: accession number and study from IPC', () => {
   const u = readExamUpdate(parseMessage(omiO23(spec)));
   assert.equal(u.accessionNumber, 'ACC1');

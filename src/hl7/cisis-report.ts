@@ -32,6 +32,8 @@ export interface ReportMessage {
   controlId: string;
   cda?: Buffer;
   patientIds: HL7Identifier[];
+  /** PID-32 Identity Reliability Code (RNIV statuses: PROV, RECUP, VALI, QUAL; DOUTE, FICTI). */
+  identityReliability: string[];
   patientName?: { family: string; given: string };
   birthDate?: string;
   sex?: string;
@@ -86,7 +88,9 @@ export function readReportMessage(msg: Hl7Message): ReportMessage {
   const orc = msg.segment('ORC');
   const obr = msg.segment('OBR');
   const txa = msg.segment('TXA');
-  const withdraw = orc?.get(1) === 'CA' || trigger === 'T11' || (txa !== undefined && ['CA', 'DE'].includes(txa.get(17)));
+  // De-publication: ORC-1 = CA (ORU), MDM^T04/T11 with TXA-17 CA/DE, or the document's OBX-11 = D ("deleted").
+  const edObx = msg.all('OBX').find((o) => o.get(2) === 'ED');
+  const withdraw = orc?.get(1) === 'CA' || trigger === 'T11' || (txa !== undefined && ['CA', 'DE'].includes(txa.get(17))) || edObx?.get(11) === 'D';
   let cda: Buffer | undefined;
   const flags: ReportFlags = { hiddenFromProfessionals: false, invisibleToPatient: false, invisibleToLegalRepresentatives: false, confidentialityChanged: false, toDmp: true };
   for (const [i, obx] of msg.all('OBX').entries()) {
@@ -117,6 +121,7 @@ export function readReportMessage(msg: Hl7Message): ReportMessage {
     controlId: msg.controlId,
     cda,
     patientIds,
+    identityReliability: pid.repetitions(32).map((r) => pid.part(r, 1).toUpperCase()).filter(Boolean),
     patientName: pid.get(5, 1) ? { family: pid.get(5, 1), given: pid.get(5, 2) } : undefined,
     birthDate: pid.get(7) || undefined,
     sex: pid.get(8) || undefined,

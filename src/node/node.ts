@@ -260,9 +260,20 @@ export class OpenDrimNode {
         organisation: source.organisation,
         healthcareFacilityTypeCode: source.healthcareFacilityTypeCode,
         practiceSettingCode: source.practiceSettingCode,
+        contentTypeCode: source.contentTypeCode,
+        device: { name: 'OpenDRIM', given: 'DRIMbox', authority: '1.2.250.1.71.4.2.1', ...source.device, id: source.device?.id ?? source.sourceOid },
       },
+      queue: { baseDelayMs: source.retry.firstDelaySeconds * 1000, maxDelayMs: source.retry.maxDelaySeconds * 1000, giveUpAfterMs: source.retry.giveUpAfterHours * 3600_000 },
+      onOutcome: (outcome) => this.metrics.publications.inc({ outcome }),
+      nodeId: `${os.hostname()}:${config.dataDir}`,
     });
     this.ingestor.onStored(rejectionNoteListener(publisher, log.child({ component: 'source' })));
+    this.collectors.push(async () => {
+      const counts = await publisher.queue.counts();
+      this.metrics.publicationQueue.reset();
+      for (const [status, n] of Object.entries(counts)) this.metrics.publicationQueue.set({ status }, n);
+    });
+    publisher.queue.start();
     return publisher;
   }
 
@@ -609,6 +620,7 @@ export class OpenDrimNode {
     if (this.trustListTimer) clearInterval(this.trustListTimer);
     if (this.sessionSweep) clearInterval(this.sessionSweep);
     this.imports?.stop();
+    await this.publisher?.queue.stop();
     this.router?.stop();
     this.outbox?.stop();
     this.incoming?.stop();

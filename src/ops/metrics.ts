@@ -14,6 +14,8 @@ export class Metrics {
   readonly exchangePacsInstances = new Counter({ name: 'opendrim_exchange_pacs_instances_total', help: 'Instances brought from the local PACS to serve other DRIMboxes (cache misses)', registers: [this.registry] });
   readonly prefetchAppointments = new Gauge({ name: 'opendrim_prefetch_appointments', help: 'Appointments of the next 24 hours, by prefetch state', labelNames: ['state'], registers: [this.registry] });
   readonly prefetchReadyShare = new Gauge({ name: 'opendrim_prefetch_ready_before_appointment_ratio', help: 'Share of the appointments of the last 24 hours whose priors were ready before they began', registers: [this.registry] });
+  readonly publications = new Counter({ name: 'opendrim_dmp_publications_total', help: 'Publication requests worked through, by outcome (published, replaced, withdrawn, failed, ...)', labelNames: ['outcome'], registers: [this.registry] });
+  readonly publicationQueue = new Gauge({ name: 'opendrim_dmp_publication_queue', help: 'Entries of the publication queue, by status (pending, failed, done)', labelNames: ['status'], registers: [this.registry] });
   readonly indexSize = new Gauge({ name: 'opendrim_index_objects', help: 'Objects in the index, by level', labelNames: ['level'], registers: [this.registry] });
 
   constructor() {

@@ -18,9 +18,24 @@ test('reads the CI-SIS header: ids, version, patient INS and IPP, authors, study
   assert.equal(r.author!.rpps, '801234567890');
   assert.equal(r.legalAuthenticator!.family, 'MARTIN');
   assert.equal(r.organisation!.finess, '750803447');
-  assert.equal(r.studyUid, '1.2.3.4');
-  assert.equal(r.accessionNumber, 'ACC1');
-  assert.equal(r.exam!.scheme, '1.2.250.1.213.2.5');
+  assert.equal(r.exams.length, 1);
+  assert.equal(r.exams[0]!.studyUid, '1.2.3.4');
+  assert.deepEqual(r.orders[0]!.accessionNumber, { id: 'ACC1', root: '1.2.250.1.925.994044785528.27' });
+  assert.equal(r.orders[0]!.placerOrderNumber!.root, '1.2.250.1.213.4.5.2.6');
+  assert.notEqual(r.orders[0]!.placerOrderNumber!.id, 'ACC1', 'the order number is not the accession number');
+  assert.equal(r.exams[0]!.ccam!.scheme, '1.2.250.1.213.2.5');
+  assert.equal(r.exams[0]!.act!.scheme, '2.16.840.1.113883.6.1');
+  assert.deepEqual(r.exams[0]!.modalities.map((m) => m.code), ['CT']);
+  assert.deepEqual(r.exams[0]!.regions.map((m) => [m.code, m.scheme]), [['51185008', '2.16.840.1.113883.6.96']]);
+  assert.deepEqual(r.healthcareFacilityType, { code: 'SA07', scheme: '1.2.250.1.71.4.2.4', display: 'Cabinet de radiologie' });
+  assert.equal(r.practiceSetting!.code, 'AMBULATOIRE');
+});
+
+test('a report of two exams: each serviceEvent with the order of the same rank', () => {
+  const r = readImagingReport(imagingReportCda({ ...spec, exams: [{ studyUid: '1.2.3.1', accessionNumber: 'A1', placerOrderNumber: 'O1' }, { studyUid: '1.2.3.2', accessionNumber: 'A2', placerOrderNumber: 'O2', modality: 'MR' }] }));
+  assert.deepEqual(r.exams.map((e) => e.studyUid), ['1.2.3.1', '1.2.3.2']);
+  assert.deepEqual(r.orders.map((o) => [o.accessionNumber!.id, o.placerOrderNumber!.id]), [['A1', 'O1'], ['A2', 'O2']]);
+  assert.deepEqual(r.exams[1]!.modalities.map((m) => m.code), ['MR']);
 });
 
 test('converts HL7 timestamps with an offset to UTC XDS times, keeping their precision', () => {

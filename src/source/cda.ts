@@ -1,6 +1,41 @@
 import { arr, parseXml, text, XmlError } from '../xds/xml.js';
 import { FrOid, INS_OIDS } from '../xds/vocabulary.js';
 
+/** A coded value as the CDA carries it (code, codeSystem OID, displayName). */
+export interface CdaCode {
+  code: string;
+  scheme: string;
+  display?: string;
+}
+
+/**
+ * One exam a report documents (documentationOf/serviceEvent, CI-SIS IMG-CR-IMG): the study, the act and its
+ * translations (CCAM act, acquisition modalities, anatomical regions), when it was performed and by whom.
+ */
+export interface ImagingExam {
+  /** serviceEvent/id: root = StudyInstanceUID (an extension, when present, carries it instead). */
+  studyUid?: string;
+  /** serviceEvent/code: the act (LOINC in the ANS reports). */
+  act?: CdaCode;
+  /** The CCAM act (1.2.250.1.213.2.5): the code itself or one of its translations. */
+  ccam?: CdaCode;
+  /** Translations qualified 121139 "Modality" (DCM codes). */
+  modalities: CdaCode[];
+  /** Translations qualified 39111-0 "Body site" (SNOMED CT, JDV_RegionAnatomique_CISIS). */
+  regions: CdaCode[];
+  serviceStart?: string;
+  serviceStop?: string;
+  performer?: Practitioner;
+}
+
+/** One order a report fulfils (inFulfillmentOf/order): the placer order number and the accession number. */
+export interface ImagingOrder {
+  /** order/id: the placer order number ("numéro de la demande"), root = its assigning authority. */
+  placerOrderNumber?: { id: string; root?: string };
+  /** order/ps3-20:accessionNumber (DICOM PS3.20), root = the Issuer of Accession Number. */
+  accessionNumber?: { id: string; root?: string };
+}
+
 /** What the source function needs from a CI-SIS imaging report (CDA R2 level 1, LOINC 18748-4) header. */
 export interface ImagingReport {
   /** ClinicalDocument/id: root, or root^extension. */
@@ -8,7 +43,7 @@ export interface ImagingReport {
   setId: string;
   version: number;
   title: string;
-  code: { code: string; scheme: string; display?: string };
+  code: CdaCode;
   /** CDA effectiveTime (HL7 TS with offset). */
   effectiveTime: string;
   confidentiality: string;
@@ -16,20 +51,22 @@ export interface ImagingReport {
   author?: Practitioner;
   legalAuthenticator?: Practitioner;
   organisation?: { finess?: string; name?: string };
-  studyUid?: string;
-  accessionNumber?: string;
-  /** serviceEvent/code: the exam (region/procedure), scheme 1.2.250.1.213.2.5 in CI-SIS. */
-  exam?: { code: string; scheme: string; display?: string };
-  serviceStart?: string;
-  serviceStop?: string;
+  /** Every exam the report documents, in document order (a report may cover several studies). */
+  exams: ImagingExam[];
+  /** Every order it fulfils, in document order. */
+  orders: ImagingOrder[];
+  /** componentOf/encompassingEncounter/location/healthCareFacility/code (TRE_R02 SecteurActivite). */
+  healthcareFacilityType?: CdaCode;
+  /** standardIndustryClassCode of the author's (else the legal authenticator's) organisation. */
+  practiceSetting?: CdaCode;
 }
 
 export interface Practitioner {
   rpps?: string;
   family?: string;
   given?: string;
-  specialty?: { code: string; scheme: string; display?: string };
-  organisation?: { finess?: string; name?: string };
+  specialty?: CdaCode;
+  organisation?: { finess?: string; name?: string; practiceSetting?: CdaCode };
 }
 
 export class CdaError extends Error {
@@ -37,6 +74,13 @@ export class CdaError extends Error {
 }
 
 const attr = (n: any, a: string): string | undefined => (n?.[`@_${a}`] !== undefined ? String(n[`@_${a}`]) : undefined);
+const cdaCode = (n: any): CdaCode | undefined => (attr(n, 'code') ? { code: attr(n, 'code')!, scheme: attr(n, 'codeSystem') ?? '', display: attr(n, 'displayName') } : undefined);
+const instanceId = (n: any): { id: string; root?: string } | undefined => (attr(n, 'extension') ? { id: attr(n, 'extension')!, root: attr(n, 'root') } : undefined);
+const present = <T>(v: T | undefined): v is T => v !== undefined;
+
+const CCAM = '1.2.250.1.213.2.5';
+const DCM = '1.2.840.10008.2.16.4';
+const SNOMED = '2.16.840.1.113883.6.96';
 
 function practitioner(assigned: any): Practitioner | undefined {
   if (!assigned) return undefined;
@@ -45,13 +89,32 @@ function practitioner(assigned: any): Practitioner | undefined {
   const name = arr(person?.name)[0];
   const org = assigned.representedOrganization;
   const orgId = arr(org?.id).find((i) => attr(i, 'root') === FrOid.finess);
-  const code = assigned.code;
   return {
     rpps: attr(id, 'extension'),
     family: text(arr(name?.family)[0]) || undefined,
     given: text(arr(name?.given)[0]) || undefined,
-    specialty: code ? { code: attr(code, 'code') ?? '', scheme: attr(code, 'codeSystem') ?? '', display: attr(code, 'displayName') } : undefined,
-    organisation: org ? { finess: attr(orgId, 'extension'), name: text(arr(org.name)[0]) || undefined } : undefined,
+    specialty: cdaCode(assigned.code),
+    organisation: org ? { finess: attr(orgId, 'extension'), name: text(arr(org.name)[0]) || undefined, practiceSetting: cdaCode(org.standardIndustryClassCode) } : undefined,
+  };
+}
+
+/** A serviceEvent, its translations told apart by their qualifier first (the CI-SIS way), by code system second. */
+function readExam(event: any): ImagingExam {
+  const id = arr(event?.id)[0];
+  const code = event?.code;
+  const translations = arr(code?.translation);
+  const qualifier = (t: any) => attr(arr(arr(t?.qualifier)[0]?.name)[0], 'code');
+  const isModality = (t: any) => qualifier(t) === '121139' || (!qualifier(t) && attr(t, 'codeSystem') === DCM);
+  const isRegion = (t: any) => qualifier(t) === '39111-0' || (!qualifier(t) && attr(t, 'codeSystem') === SNOMED);
+  return {
+    studyUid: id ? (attr(id, 'extension') ?? attr(id, 'root')) : undefined,
+    act: cdaCode(code),
+    ccam: attr(code, 'codeSystem') === CCAM ? cdaCode(code) : cdaCode(translations.find((t) => attr(t, 'codeSystem') === CCAM)),
+    modalities: translations.filter(isModality).map(cdaCode).filter(present),
+    regions: translations.filter(isRegion).map(cdaCode).filter(present),
+    serviceStart: attr(event?.effectiveTime?.low, 'value'),
+    serviceStop: attr(event?.effectiveTime?.high, 'value'),
+    performer: practitioner(arr(event?.performer)[0]?.assignedEntity),
   };
 }
 
@@ -68,7 +131,8 @@ export function readImagingReport(xml: string | Buffer): ImagingReport {
   const id = arr(cd.id)[0];
   const root = attr(id, 'root');
   if (!root) throw new CdaError('ClinicalDocument/id has no root');
-  const setId = attr(arr(cd.setId)[0] ?? cd.setId, 'root');
+  const setIdNode = arr(cd.setId)[0] ?? cd.setId;
+  const setId = attr(setIdNode, 'root');
   if (!setId) throw new CdaError('ClinicalDocument/setId is missing');
   const code = cd.code;
   if (!code) throw new CdaError('ClinicalDocument/code is missing');
@@ -84,18 +148,13 @@ export function readImagingReport(xml: string | Buffer): ImagingReport {
   const birthFamily = arr(names?.family).find((f) => attr(f, 'qualifier') === 'BR') ?? arr(names?.family)[0];
   const birthGiven = arr(names?.given).find((g) => attr(g, 'qualifier') === 'BR') ?? arr(names?.given)[0];
 
-  const event = arr(cd.documentationOf)[0]?.serviceEvent;
-  const studyId = arr(event?.id)[0];
-  const order = arr(cd.inFulfillmentOf)[0]?.order;
-  const orderId = arr(order?.id)[0];
-  const eventCode = event?.code;
-  const author = arr(cd.author)[0];
   const custodian = cd.custodian?.assignedCustodian?.representedCustodianOrganization;
-
-  const authorP = practitioner(author?.assignedAuthor);
+  const facility = cd.componentOf?.encompassingEncounter?.location?.healthCareFacility;
+  const author = practitioner(arr(cd.author)[0]?.assignedAuthor);
+  const legal = practitioner(cd.legalAuthenticator?.assignedEntity);
   return {
     uniqueId: attr(id, 'extension') ? `${root}^${attr(id, 'extension')}` : root,
-    setId: attr(arr(cd.setId)[0] ?? cd.setId, 'extension') ? `${setId}^${attr(arr(cd.setId)[0] ?? cd.setId, 'extension')}` : setId,
+    setId: attr(setIdNode, 'extension') ? `${setId}^${attr(setIdNode, 'extension')}` : setId,
     version: Number(attr(cd.versionNumber, 'value') ?? '1') || 1,
     title: text(cd.title) || attr(code, 'displayName') || "Compte rendu d'imagerie",
     code: { code: attr(code, 'code') ?? '', scheme: attr(code, 'codeSystem') ?? '', display: attr(code, 'displayName') },
@@ -109,15 +168,16 @@ export function readImagingReport(xml: string | Buffer): ImagingReport {
       birthDate: attr(role.patient?.birthTime, 'value'),
       sex: attr(role.patient?.administrativeGenderCode, 'code'),
     },
-    author: authorP,
-    legalAuthenticator: practitioner(cd.legalAuthenticator?.assignedEntity),
-    organisation: custodian ? { finess: attr(arr(custodian.id).find((i) => attr(i, 'root') === FrOid.finess), 'extension'), name: text(arr(custodian.name)[0]) || undefined } : authorP?.organisation,
-    // In CI-SIS the study is serviceEvent/id with root = StudyInstanceUID (no extension).
-    studyUid: studyId && !attr(studyId, 'extension') ? attr(studyId, 'root') : attr(studyId, 'extension'),
-    accessionNumber: attr(orderId, 'extension'),
-    exam: eventCode && attr(eventCode, 'code') ? { code: attr(eventCode, 'code')!, scheme: attr(eventCode, 'codeSystem') ?? '', display: attr(eventCode, 'displayName') } : undefined,
-    serviceStart: attr(event?.effectiveTime?.low, 'value'),
-    serviceStop: attr(event?.effectiveTime?.high, 'value'),
+    author,
+    legalAuthenticator: legal,
+    organisation: custodian ? { finess: attr(arr(custodian.id).find((i) => attr(i, 'root') === FrOid.finess), 'extension'), name: text(arr(custodian.name)[0]) || undefined } : author?.organisation,
+    exams: arr(cd.documentationOf).map((d) => d?.serviceEvent).filter(Boolean).map(readExam),
+    orders: arr(cd.inFulfillmentOf)
+      .map((f) => f?.order)
+      .filter(Boolean)
+      .map((o) => ({ placerOrderNumber: instanceId(arr(o.id)[0]), accessionNumber: instanceId(arr(o.accessionNumber)[0]) })),
+    healthcareFacilityType: cdaCode(facility?.code),
+    practiceSetting: author?.organisation?.practiceSetting ?? legal?.organisation?.practiceSetting,
   };
 }
 

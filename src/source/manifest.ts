@@ -43,6 +43,13 @@ export interface ManifestSource {
   viewerUrl?: string;
 }
 
+/** The order the exam fulfils, as the report names it (CDA inFulfillmentOf/order). */
+export interface ManifestRequest {
+  accessionNumber?: { id: string; root?: string };
+  placerOrderNumber?: { id: string; root?: string };
+  procedureDescription?: string;
+}
+
 export interface Manifest {
   sopInstanceUid: string;
   seriesUid: string;
@@ -63,20 +70,26 @@ const pn = (name?: string): DicomJsonValue => (name ? { vr: 'PN', Value: [{ Alph
 const code = (value: string, scheme: string, meaning: string) => ({ '00080100': v('SH', value), '00080102': v('SH', scheme), '00080104': v('LO', meaning) });
 const IMAGE_STORAGE = /^1\.2\.840\.10008\.5\.1\.4\.1\.1\.(1|2|3|4|5|6|7|12|13|20|30|77|128|130|481)(\.|$)/;
 
-function dicomDateTime(d = new Date()): { date: string; time: string } {
+function dicomDateTime(d = new Date()): { date: string; time: string; offset: string } {
   const pad = (n: number) => String(n).padStart(2, '0');
-  return { date: `${d.getFullYear()}${pad(d.getMonth() + 1)}${pad(d.getDate())}`, time: `${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}` };
+  const minutes = -d.getTimezoneOffset();
+  const offset = `${minutes < 0 ? '-' : '+'}${pad(Math.floor(Math.abs(minutes) / 60))}${pad(Math.abs(minutes) % 60)}`;
+  return { date: `${d.getFullYear()}${pad(d.getMonth() + 1)}${pad(d.getDate())}`, time: `${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`, offset };
 }
+
+/** An issuer as PS3.3 10.14 writes it: Universal Entity ID (an OID), type ISO. */
+const issuer = (root?: string) => ({ vr: 'SQ', Value: root ? [{ '00400032': v('UT', root), '00400033': v('CS', 'ISO') }] : [] });
 
 /**
  * Builds the Key Object Selection Document that XDS-I.b calls a manifest (PS3.3 A.35.4, TID 2010, title
  * (113030, DCM, "Manifest")), listing every instance of the study with where to retrieve each series: Retrieve AE
  * Title, Retrieve Location UID and the WADO-RS Retrieve URL of this DRIMbox.
  */
-export function buildManifest(study: StudyContent, patient: ManifestPatient, source: ManifestSource, now = new Date()): Manifest {
+export function buildManifest(study: StudyContent, patient: ManifestPatient, source: ManifestSource, request: ManifestRequest = {}, now = new Date()): Manifest {
   const sopInstanceUid = newUid();
   const seriesUid = newUid();
-  const { date, time } = dicomDateTime(now);
+  const { date, time, offset } = dicomDateTime(now);
+  const accession = request.accessionNumber?.id ?? study.accessionNumber;
   const series = study.series.filter((s) => s.instances.length > 0);
   const wado = source.wadoRsBase.replace(/\/$/, '');
   const issuerQualifiers = { vr: 'SQ', Value: [{ '00400032': v('UT', patient.insOid), '00400033': v('CS', 'ISO') }] };
@@ -92,17 +105,21 @@ export function buildManifest(study: StudyContent, patient: ManifestPatient, sou
   }
   const ds: DicomJson = {
     '00080005': v('CS', 'ISO_IR 192'),
+    '00080012': v('DA', date),
+    '00080013': v('TM', time),
     '00080016': v('UI', KOS_SOP_CLASS),
     '00080018': v('UI', sopInstanceUid),
     '00080020': v('DA', study.studyDate),
     '00080023': v('DA', date),
     '00080030': v('TM', study.studyTime),
     '00080033': v('TM', time),
-    '00080050': v('SH', study.accessionNumber),
+    '00080050': v('SH', accession),
+    '00080051': issuer(request.accessionNumber?.root),
     '00080060': v('CS', 'KO'),
     '00080070': v('LO', 'OpenDRIM'),
     '00080080': v('LO', source.institutionName),
     '00080090': pn(study.referringPhysician),
+    '00080201': v('SH', offset),
     '00081030': v('LO', study.studyDescription),
     '0008103E': v('LO', 'XDS-I.b manifest'),
     '00081111': { vr: 'SQ', Value: [] },
@@ -122,7 +139,24 @@ export function buildManifest(study: StudyContent, patient: ManifestPatient, sou
     '0040A043': { vr: 'SQ', Value: [code('113030', 'DCM', 'Manifest')] },
     '0040A050': v('CS', 'SEPARATE'),
     '0040A504': { vr: 'SQ', Value: [{ '00080105': v('CS', 'DCMR'), '0040DB00': v('CS', '2010') }] },
-    '0040A370': { vr: 'SQ', Value: [{ '0020000D': v('UI', study.studyUid), '00080050': v('SH', study.accessionNumber), '00401001': v('SH', study.accessionNumber), '00402016': v('LO'), '00402017': v('LO'), '00321060': v('LO', study.studyDescription) }] },
+    // The order as PS3.3 C.17.6 (Key Object Document) and the ANS KOS samples list it.
+    '0040A370': {
+      vr: 'SQ',
+      Value: [
+        {
+          '00080050': v('SH', accession),
+          '00080051': issuer(request.accessionNumber?.root),
+          '00081110': { vr: 'SQ', Value: [] },
+          '0020000D': v('UI', study.studyUid),
+          '00321060': v('LO', request.procedureDescription ?? study.studyDescription),
+          '00321064': { vr: 'SQ', Value: [] },
+          '00400026': issuer(request.placerOrderNumber?.root),
+          '00401001': v('SH', accession),
+          '00402016': v('LO', request.placerOrderNumber?.id),
+          '00402017': v('LO'),
+        },
+      ],
+    },
     '0040A375': {
       vr: 'SQ',
       Value: [

@@ -12,28 +12,32 @@ import { PublishError, type ReportPublisher } from './publisher.js';
  * updates (OMI^O23), and IOCM rejection notes received by C-STORE. Each is turned into a publisher call.
  */
 
-/** Returns undefined for message types the source function does not handle. */
+/**
+ * Returns undefined for message types the source function does not handle. AA means the request is durably
+ * queued (the DRIMbox takes responsibility for publishing it); AE/AR only for a message that can never be
+ * published, with an ERR naming the segment and field.
+ */
 export function sourceHl7Handler(publisher: ReportPublisher, log: Logger) {
   return async (msg: Hl7Message, ctx: { remoteAddress: string }): Promise<Hl7Reply | undefined> => {
     const sender = `${msg.msh.get(3, 1) || 'RIS'}@${msg.msh.get(4, 1) || ctx.remoteAddress}`;
     try {
       if (msg.type === 'OMI^O23') {
         const u = readExamUpdate(msg);
-        const r = await publisher.refreshStudy({ studyUid: u.studyUid, accessionNumber: u.accessionNumber }, sender);
-        log.info({ controlId: msg.controlId, result: r.result }, 'OMI^O23 processed');
+        const r = await publisher.acceptExamChange({ studyUid: u.studyUid, accessionNumber: u.accessionNumber }, sender, msg.controlId);
+        log.info({ controlId: msg.controlId, queueId: r.queueId }, 'OMI^O23 queued');
         return { code: 'AA' };
       }
       if (!/^(ORU\^R01|MDM\^T(02|04|10|11))$/.test(msg.type)) return undefined;
       const m = readReportMessage(msg);
-      const req = { cda: m.cda, patientIds: m.patientIds, accessionNumber: m.accessionNumber, visibility: m.flags, toDmp: m.flags.toDmp, sender, senderAddress: ctx.remoteAddress };
-      const r = m.kind === 'withdraw' ? await publisher.withdraw(req) : await publisher.publish(req);
-      log.info({ controlId: msg.controlId, type: msg.type, result: r.result, setId: r.setId, studyUid: r.studyUid }, 'report message processed');
+      const req = { cda: m.cda, patientIds: m.patientIds, identityReliability: m.identityReliability, accessionNumber: m.accessionNumber, visibility: m.flags, toDmp: m.flags.toDmp, sender, senderAddress: ctx.remoteAddress, controlId: msg.controlId };
+      const r = await publisher.accept(req, m.kind === 'withdraw' ? 'withdrawal' : 'report');
+      log.info({ controlId: msg.controlId, type: msg.type, result: r.result, queueId: r.queueId, setId: r.setId, studies: r.studyUids }, 'report message accepted');
       return { code: 'AA' };
     } catch (e) {
       if (e instanceof ProfileError) return { code: e.code === '200' ? 'AR' : 'AE', errors: [{ code: e.code, text: e.message, location: e.location }] };
       if (e instanceof PublishError) {
-        log.warn({ controlId: msg.controlId, reason: e.message, transient: e.transient }, 'report not published');
-        // 207 for what a later retry may fix (PACS or DMP unavailable, exam not yet stored), 204 (unknown key) otherwise.
+        log.warn({ controlId: msg.controlId, reason: e.message, location: e.location }, 'report refused');
+        // 207 (application internal error) for a refusal by the DMP's rules, 204 (unknown key) for a missing exam.
         return { code: 'AE', errors: [{ code: e.transient ? '207' : '204', text: e.message, location: e.location }] };
       }
       throw e;
@@ -65,14 +69,14 @@ export function readRejectionNote(header: DicomJson): { studyUid: string; sopUid
   return out.studyUid && out.sopUids.length ? out : undefined;
 }
 
-/** An ingest listener: a rejection note received from the PACS leads to a replaced manifest. */
+/** An ingest listener: a rejection note received from the PACS is queued; the manifest is then replaced. */
 export function rejectionNoteListener(publisher: ReportPublisher, log: Logger) {
   return (result: IngestResult, header: DicomJson) => {
     const note = readRejectionNote(header);
     if (!note) return;
     publisher
-      .rejectInstances(note.studyUid, note.sopUids, note.reason, `rejection-note:${result.sopUid}`)
-      .then((r) => log.info({ studyUid: note.studyUid, rejected: note.sopUids.length, result: r.result }, 'IOCM rejection note processed'))
-      .catch((e) => log.error({ err: e, studyUid: note.studyUid }, 'IOCM rejection note could not update the manifest'));
+      .acceptExamChange({ studyUid: note.studyUid, rejected: { sopUids: note.sopUids, reason: note.reason } }, `rejection-note:${result.sopUid}`)
+      .then((r) => log.info({ studyUid: note.studyUid, rejected: note.sopUids.length, queueId: r.queueId }, 'IOCM rejection note queued'))
+      .catch((e) => log.error({ err: e, studyUid: note.studyUid }, 'IOCM rejection note could not be queued'));
   };
 }

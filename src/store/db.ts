@@ -73,21 +73,48 @@ export interface AuditTable {
   prev_hash: string;
   hash: string;
 }
+/** One report document published for one exam (its KOS); see docs/ihe-integration.md, "Publication identity". */
 export interface PublicationTable {
-  set_id: string;
+  report_unique_id: string;
   study_uid: string;
+  set_id: string;
+  report_version: number;
   accession_number: string | null;
   patient_id: string;
+  /** published | withdrawn | replaced */
   status: string;
-  report_version: number;
+  /** SHA-1 of the CDA as published: a re-sent report with other bytes is another document. */
+  cda_hash: string;
+  /** The DMP visibility flags as published (JSON). */
+  visibility: string;
   report_entry_uuid: string;
-  report_unique_id: string;
   kos_entry_uuid: string;
   kos_unique_id: string;
   kos_instances: number;
   content_digest: string;
   metadata: string;
   created_at: string;
+  updated_at: string;
+}
+export interface PublicationQueueTable {
+  id: Generated<number>;
+  /** report | withdrawal | exam-change */
+  kind: string;
+  /** Study UID, else accession number: entries of one exam are worked through in arrival order. */
+  exam_key: string;
+  document_id: string | null;
+  payload: string;
+  /** pending | done | failed */
+  status: string;
+  attempts: number;
+  next_attempt_at: string;
+  claimed_by: string | null;
+  lease_until: string | null;
+  outcome: string | null;
+  error: string | null;
+  sender: string;
+  control_id: string | null;
+  received_at: string;
   updated_at: string;
 }
 export interface RejectedInstanceTable {
@@ -252,7 +279,8 @@ export interface DB {
   import_jobs: ImportJobTable;
   web_sessions: WebSessionTable;
   cached_studies: CachedStudyTable;
-  publications: PublicationTable;
+  report_publications: PublicationTable;
+  publication_queue: PublicationQueueTable;
   rejected_instances: RejectedInstanceTable;
   audit_events: AuditTable;
   patients: PatientTable;

@@ -1,4 +1,4 @@
-import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import type { Dialect } from './db.js';
 
 /**
@@ -371,6 +371,67 @@ function migrations(dialect: Dialect): Record<string, Migration> {
       },
       async down(db: Kysely<any>) {
         for (const t of ['share_links', 'route_transfers', 'watched_studies', 'reconciliation_cases', 'patient_identifiers', 'local_patients']) await db.schema.dropTable(t).execute();
+      },
+    },
+    '0011_publication_identity': {
+      async up(db: Kysely<any>) {
+        // A publication is one report document for one exam: the ANS test reports of different exams share a
+        // setId, so the setId alone cannot key it (docs/ihe-integration.md, "Publication identity").
+        await db.schema
+          .createTable('report_publications')
+          .addColumn('report_unique_id', 'text', (c) => c.notNull())
+          .addColumn('study_uid', 'text', (c) => c.notNull())
+          .addColumn('set_id', 'text', (c) => c.notNull())
+          .addColumn('report_version', 'integer', (c) => c.notNull())
+          .addColumn('accession_number', 'text')
+          .addColumn('patient_id', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('cda_hash', 'text', (c) => c.notNull())
+          .addColumn('visibility', 'text', (c) => c.notNull())
+          .addColumn('report_entry_uuid', 'text', (c) => c.notNull())
+          .addColumn('kos_entry_uuid', 'text', (c) => c.notNull())
+          .addColumn('kos_unique_id', 'text', (c) => c.notNull())
+          .addColumn('kos_instances', 'integer', (c) => c.notNull())
+          .addColumn('content_digest', 'text', (c) => c.notNull())
+          .addColumn('metadata', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('report_publications_pk', ['report_unique_id', 'study_uid'])
+          .execute();
+        await db.schema.createIndex('report_publications_study').on('report_publications').columns(['study_uid', 'status']).execute();
+        await db.schema.createIndex('report_publications_set').on('report_publications').column('set_id').execute();
+        await db.schema.createIndex('report_publications_accession').on('report_publications').column('accession_number').execute();
+        // Rows of the former per-setId table carry over as they are (their visibility and CDA hash were not kept).
+        await sql`insert into report_publications (report_unique_id, study_uid, set_id, report_version, accession_number, patient_id, status, cda_hash, visibility, report_entry_uuid, kos_entry_uuid, kos_unique_id, kos_instances, content_digest, metadata, created_at, updated_at)
+          select report_unique_id, study_uid, set_id, report_version, accession_number, patient_id, status, '', '{}', report_entry_uuid, kos_entry_uuid, kos_unique_id, kos_instances, content_digest, metadata, created_at, updated_at from publications`.execute(db);
+        await db.schema.dropTable('publications').execute();
+        // What the RIS asked for, kept before the acknowledgement: AA means this row is durable. Worked through
+        // in arrival order per exam, retried with backoff while the PACS or the DMP cannot take it.
+        await db.schema
+          .createTable('publication_queue')
+          .addColumn('id', pk, (c) => (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('exam_key', 'text', (c) => c.notNull())
+          .addColumn('document_id', 'text')
+          .addColumn('payload', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('next_attempt_at', 'text', (c) => c.notNull())
+          .addColumn('claimed_by', 'text')
+          .addColumn('lease_until', 'text')
+          .addColumn('outcome', 'text')
+          .addColumn('error', 'text')
+          .addColumn('sender', 'text', (c) => c.notNull())
+          .addColumn('control_id', 'text')
+          .addColumn('received_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('publication_queue_due').on('publication_queue').columns(['status', 'next_attempt_at']).execute();
+        await db.schema.createIndex('publication_queue_exam').on('publication_queue').columns(['exam_key', 'status']).execute();
+      },
+      async down(db: Kysely<any>) {
+        await db.schema.dropTable('publication_queue').execute();
+        await db.schema.dropTable('report_publications').execute();
       },
     },
   };

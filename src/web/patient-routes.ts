@@ -157,7 +157,7 @@ ${hits.length ? examTable(hits, t) : `<p>${esc(t.similarNone)}</p>`}</section>`;
     if (!doc) return reply;
     const cda = await exams.retrieve({ ...doc, entryUUID: '' });
     const h = readImagingReport(cda);
-    await audit.record({ actorType: 'practitioner', actorId: r.session!.data.professional.id, actorAddress: clientAddress(req), action: 'consumer.report', patientId: r.session!.data.patient?.ins, outcome: 'success', detail: { uniqueId: doc.uniqueId, studyUid: h.studyUid } });
+    await audit.record({ actorType: 'practitioner', actorId: r.session!.data.professional.id, actorAddress: clientAddress(req), action: 'consumer.report', patientId: r.session!.data.patient?.ins, outcome: 'success', detail: { uniqueId: doc.uniqueId, studyUid: h.exams[0]?.studyUid } });
     const a = h.legalAuthenticator ?? h.author;
     return reply.type('text/html').send(
       page(pageContext(r), h.title, `<section class="card report"><h1 id="report-title">${esc(h.title)}</h1>

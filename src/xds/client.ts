@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { randomUUID } from 'node:crypto';
-import type { SubmissionSet } from './metadata.js';
+import type { DocumentEntry, SubmissionSet } from './metadata.js';
 import { faultReason, parseSoap, serialize, SoapError, type OutgoingSoap, type SoapMessage } from './soap.js';
 import {
   ensureSuccess,
@@ -12,6 +12,7 @@ import {
   provideAndRegisterXml,
   retrieveRequestXml,
   storedQueryXml,
+  updateMetadataXml,
   updateStatusXml,
   XdsError,
   type DocumentRequest,
@@ -82,6 +83,12 @@ export class XdsClient {
   /** ITI-57 availability status change, e.g. Approved → Deprecated to de-publish. */
   async updateStatus(ss: SubmissionSet, changes: { entryUUID: string; from: string; to: string }[]): Promise<void> {
     const res = await this.call(this.ep.registryUrl, { action: Action.updateDocumentSet, bodyXml: updateStatusXml(ss, changes) });
+    ensureSuccess(parseRegistryResponse(res.body));
+  }
+
+  /** ITI-57 metadata update: new versions of entries whose content is unchanged (e.g. their confidentiality codes). */
+  async updateMetadata(ss: SubmissionSet, updates: { entry: DocumentEntry; previousVersion: string }[]): Promise<void> {
+    const res = await this.call(this.ep.registryUrl, { action: Action.updateDocumentSet, bodyXml: updateMetadataXml(ss, updates) });
     ensureSuccess(parseRegistryResponse(res.body));
   }
 

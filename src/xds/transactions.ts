@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { associationXml, MetadataError, parseRegistryObjectList, registryObjectListXml, submissionSetXml, type RegistryObjects, type SubmissionSet } from './metadata.js';
+import { associationXml, documentEntryXml, MetadataError, parseRegistryObjectList, registryObjectListXml, submissionSetXml, type DocumentEntry, type RegistryObjects, type SubmissionSet } from './metadata.js';
 import { documentBytes } from './soap.js';
 import { AssociationType, ResponseStatus, StoredQuery, type XdsErrorCode } from './vocabulary.js';
 import { arr, text, xmlEscape as esc } from './xml.js';
@@ -251,6 +251,18 @@ export function updateStatusXml(ss: SubmissionSet, changes: { entryUUID: string;
     }),
   );
   return `<lcm:SubmitObjectsRequest><rim:RegistryObjectList>${submissionSetXml(ss)}${assocs.join('')}</rim:RegistryObjectList></lcm:SubmitObjectsRequest>`;
+}
+
+/**
+ * ITI-57 metadata update (ITI TF-2b 3.57.4.1.3.3.1): a new version of each DocumentEntry (same logical id and
+ * uniqueId), a member of the submission set through a HasMember association naming the version it follows.
+ */
+export function updateMetadataXml(ss: SubmissionSet, updates: { entry: DocumentEntry; previousVersion: string }[]): string {
+  const entries = updates.map((u) => documentEntryXml(u.entry)).join('');
+  const assocs = updates.map((u) =>
+    associationXml({ id: `urn:uuid:${randomUUID()}`, type: AssociationType.hasMember, sourceObject: ss.entryUUID, targetObject: u.entry.entryUUID, slots: { SubmissionSetStatus: ['Original'], PreviousVersion: [u.previousVersion] } }),
+  );
+  return `<lcm:SubmitObjectsRequest><rim:RegistryObjectList>${submissionSetXml(ss)}${entries}${assocs.join('')}</rim:RegistryObjectList></lcm:SubmitObjectsRequest>`;
 }
 
 export function parseSubmitObjects(body: any): RegistryObjects {

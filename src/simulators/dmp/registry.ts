@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { Migrator, type Kysely, type Migration } from 'kysely';
+import { Migrator, sql, type Kysely, type Migration } from 'kysely';
+import { readImagingReport } from '../../source/cda.js';
 import type { Dialect } from '../../store/db.js';
 import { MetadataError, parseCx, xdsTime, type Association, type DocumentEntry, type RegistryObjects, type SubmissionSet } from '../../xds/metadata.js';
 import { queryValues, type DocumentRequest, type RegistryError, type RetrievedDocument, type StoredQueryRequest } from '../../xds/transactions.js';
@@ -84,6 +85,26 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('dmp_associations_source').on('dmp_associations').column('source').execute();
       },
     },
+    '0002_entry_versions': {
+      // ITI-57 metadata updates add versions of an entry under the same uniqueId: the uniqueId is no longer unique.
+      async up(db: Kysely<any>) {
+        await db.schema
+          .createTable('dmp_documents_v2')
+          .addColumn('entry_uuid', 'text', (c) => c.primaryKey())
+          .addColumn('unique_id', 'text', (c) => c.notNull())
+          .addColumn('patient_id', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('submission_uuid', 'text', (c) => c.notNull())
+          .addColumn('creation_time', 'text', (c) => c.notNull())
+          .addColumn('metadata', 'text', (c) => c.notNull())
+          .execute();
+        await sql`insert into dmp_documents_v2 select entry_uuid, unique_id, patient_id, status, submission_uuid, creation_time, metadata from dmp_documents`.execute(db);
+        await db.schema.dropTable('dmp_documents').execute();
+        await db.schema.alterTable('dmp_documents_v2').renameTo('dmp_documents').execute();
+        await db.schema.createIndex('dmp_documents_patient_v2').on('dmp_documents').columns(['patient_id', 'status']).execute();
+        await db.schema.createIndex('dmp_documents_unique_v2').on('dmp_documents').column('unique_id').execute();
+      },
+    },
   };
 }
 
@@ -137,6 +158,22 @@ export class DmpRegistry {
     if (this.opts.closedPatients?.includes(p!.id)) fail('XDSUnknownPatientId', `${where}: no open DMP for patient ${p!.id}`, where);
   }
 
+  /**
+   * What the DMP checks of a CDA document against its metadata (DMP integrator guide, TD2.1): the entry's uniqueId
+   * is ClinicalDocument/id and its patient the document's recordTarget INS.
+   */
+  private checkCda(d: DocumentEntry, content: Buffer): void {
+    let h;
+    try {
+      h = readImagingReport(content);
+    } catch (e) {
+      return fail('XDSRepositoryMetadataError', `document ${d.uniqueId}: the text/xml document is not a readable CDA (${(e as Error).message})`, d.entryUUID);
+    }
+    if (h.uniqueId !== d.uniqueId) fail('XDSRepositoryMetadataError', `document ${d.uniqueId}: XDSDocumentEntry.uniqueId must be ClinicalDocument/id (${h.uniqueId})`, d.entryUUID);
+    const p = parseCx(d.patientId);
+    if (h.patient.ins && p && (h.patient.ins.id !== p.id || h.patient.ins.oid !== p.oid)) fail('XDSPatientIdDoesNotMatch', `document ${d.uniqueId}: patientId ${d.patientId} is not the CDA's recordTarget INS ${h.patient.ins.id}`, d.entryUUID);
+  }
+
   /** ITI-41: validates the whole submission, then stores it in one transaction. */
   async provideAndRegister(objects: RegistryObjects, documents: Map<string, Buffer>): Promise<void> {
     if (objects.submissionSets.length !== 1) fail('XDSRegistryMetadataError', `a submission must contain exactly one submission set (found ${objects.submissionSets.length})`);
@@ -161,6 +198,7 @@ export class DmpRegistry {
       if (d.size !== undefined && d.size !== content!.length) fail('XDSNonIdenticalSize', `document ${d.uniqueId}: size ${d.size} does not match the content (${content!.length})`, d.entryUUID);
       if (!d.classCode.scheme || !d.typeCode.scheme || !d.formatCode.scheme) fail('XDSRegistryMetadataError', `document ${d.uniqueId}: classCode, typeCode and formatCode need a codingScheme slot`, d.entryUUID);
       if (!/^\d{8,14}$/.test(d.creationTime)) fail('XDSRegistryMetadataError', `document ${d.uniqueId}: creationTime "${d.creationTime}" is not an XDS DTM`, d.entryUUID);
+      if (d.mimeType === 'text/xml') this.checkCda(d, content!);
       d.hash = hash;
       d.size = content!.length;
       d.repositoryUniqueId = this.opts.repositoryUniqueId;
@@ -217,13 +255,13 @@ export class DmpRegistry {
     await trx.updateTable('dmp_documents').set({ status, metadata: JSON.stringify(d) }).where('entry_uuid', '=', entryUUID).execute();
   }
 
-  /** ITI-57, availability status updates only (the DMP's de-publication). */
+  /** ITI-57: availability status updates (the DMP's de-publication) and metadata updates (new entry versions). */
   async updateDocumentSet(objects: RegistryObjects): Promise<void> {
     if (objects.submissionSets.length !== 1) fail('XDSRegistryMetadataError', 'an update must contain exactly one submission set');
     const ss = objects.submissionSets[0]!;
     this.checkPatient(ss.patientId, 'XDSSubmissionSet.patientId');
     const updates = objects.associations.filter((a) => a.type === AssociationType.updateAvailabilityStatus);
-    if (!updates.length) fail('XDSMetadataUpdateError', 'no UpdateAvailabilityStatus association in the update');
+    if (!updates.length && !objects.documents.length) fail('XDSMetadataUpdateError', 'the update carries neither an UpdateAvailabilityStatus association nor a new version of a document entry');
     const ssId = ss.entryUUID.startsWith('urn:uuid:') ? ss.entryUUID : `urn:uuid:${randomUUID()}`;
     await this.db.transaction().execute(async (trx) => {
       for (const a of updates) {
@@ -237,11 +275,31 @@ export class DmpRegistry {
         if (row!.status !== from) fail('XDSMetadataUpdateError', `association ${a.id}: document ${a.targetObject} is ${row!.status}, not ${from}`, a.id);
         await this.setStatus(trx, a.targetObject, to!);
       }
+      const added: Association[] = [];
+      for (const d0 of objects.documents) {
+        // ITI TF-2b 3.57.4.1.3.3.1: same logical id and uniqueId, HasMember with PreviousVersion = the current version.
+        const member = objects.associations.find((a) => a.type === AssociationType.hasMember && a.sourceObject === ss.entryUUID && a.targetObject === d0.entryUUID);
+        const previousVersion = member?.slots?.PreviousVersion?.[0];
+        if (!member || !previousVersion) fail('XDSMetadataUpdateError', `document entry ${d0.entryUUID}: a metadata update needs a HasMember association with a PreviousVersion slot`, d0.entryUUID);
+        if (!d0.lid) fail('XDSMetadataUpdateError', `document entry ${d0.entryUUID}: a metadata update needs the logical id (lid) of the entry it updates`, d0.entryUUID);
+        const rows = await trx.selectFrom('dmp_documents').selectAll().where('unique_id', '=', d0.uniqueId).where('status', '=', Status.approved).execute();
+        const current = rows.map((r) => ({ row: r, doc: JSON.parse(r.metadata) as DocumentEntry })).find((x) => (x.doc.lid ?? x.doc.entryUUID) === d0.lid);
+        if (!current) fail('XDSMetadataUpdateError', `document entry ${d0.entryUUID}: no Approved entry with logical id ${d0.lid} and uniqueId ${d0.uniqueId}`, d0.entryUUID);
+        if ((current!.doc.version ?? '1') !== previousVersion) fail('XDSMetadataVersionError', `document entry ${d0.entryUUID}: PreviousVersion ${previousVersion} is not the current version ${current!.doc.version ?? '1'}`, d0.entryUUID);
+        if (current!.row.patient_id !== d0.patientId || d0.patientId !== ss.patientId) fail('XDSPatientIdDoesNotMatch', `document entry ${d0.entryUUID}: the patient cannot change in a metadata update`, d0.entryUUID);
+        if (d0.mimeType !== current!.doc.mimeType || (d0.hash && d0.hash.toLowerCase() !== (current!.doc.hash ?? '').toLowerCase()) || (d0.size !== undefined && d0.size !== current!.doc.size)) fail('XDSMetadataUpdateError', `document entry ${d0.entryUUID}: mimeType, hash and size describe the content and cannot change in a metadata update`, d0.entryUUID);
+        const entryUUID = d0.entryUUID.startsWith('urn:uuid:') ? d0.entryUUID : `urn:uuid:${randomUUID()}`;
+        const next: DocumentEntry = { ...d0, entryUUID, lid: d0.lid, version: String(Number(previousVersion) + 1), availabilityStatus: Status.approved, hash: current!.doc.hash, size: current!.doc.size, repositoryUniqueId: current!.doc.repositoryUniqueId };
+        await this.setStatus(trx, current!.row.entry_uuid, Status.deprecated);
+        await trx.insertInto('dmp_documents').values({ entry_uuid: entryUUID, unique_id: next.uniqueId, patient_id: next.patientId, status: Status.approved, submission_uuid: ssId, creation_time: next.creationTime, metadata: JSON.stringify(next) }).execute();
+        added.push({ ...member!, id: member!.id.startsWith('urn:uuid:') ? member!.id : `urn:uuid:${randomUUID()}`, sourceObject: ssId, targetObject: entryUUID });
+      }
       await trx.insertInto('dmp_submission_sets').values({ entry_uuid: ssId, unique_id: ss.uniqueId, patient_id: ss.patientId, metadata: JSON.stringify({ ...ss, entryUUID: ssId }) }).execute();
       for (const a of updates) {
         const id = a.id.startsWith('urn:uuid:') ? a.id : `urn:uuid:${randomUUID()}`;
         await trx.insertInto('dmp_associations').values({ id, type: a.type, source: ssId, target: a.targetObject, metadata: JSON.stringify({ ...a, id, sourceObject: ssId }) }).execute();
       }
+      for (const a of added) await trx.insertInto('dmp_associations').values({ id: a.id, type: a.type, source: a.sourceObject, target: a.targetObject, metadata: JSON.stringify(a) }).execute();
     });
   }
 

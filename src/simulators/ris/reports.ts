@@ -19,9 +19,29 @@ export interface PatientSpec {
   sex: 'M' | 'F' | 'U';
 }
 
+/** One exam a report documents: its study, accession (with issuer), placer order, act and codes. */
+export interface ExamSpec {
+  studyUid?: string;
+  accessionNumber: string;
+  /** Issuer of the accession number (ps3-20:accessionNumber/@root). */
+  accessionRoot?: string;
+  /** The requester's order number (order/id), distinct from the accession number as in the ANS reports. */
+  placerOrderNumber?: string;
+  placerOrderRoot?: string;
+  /** serviceEvent/code (LOINC) and its CCAM, modality and region translations. */
+  act?: { code: string; display: string };
+  ccam?: { code: string; display: string };
+  modality?: string;
+  region?: { code: string; display: string };
+  start?: string;
+  stop?: string;
+}
+
 export interface ReportSpec extends PatientSpec {
   studyUid?: string;
   accessionNumber: string;
+  accessionRoot?: string;
+  placerOrderNumber?: string;
   setId?: string;
   version?: number;
   documentId?: string;
@@ -30,6 +50,12 @@ export interface ReportSpec extends PatientSpec {
   examCode?: { code: string; display: string };
   radiologist?: { rpps: string; family: string; given: string };
   organisation?: { finess: string; name: string };
+  /** healthCareFacility/code (TRE_R02 SecteurActivite) and the organisation's standardIndustryClassCode. */
+  facilityType?: { code: string; display: string };
+  practiceSetting?: { code: string; display: string };
+  confidentiality?: 'N' | 'R' | 'V';
+  /** Several exams in one report (two documentationOf/serviceEvent and two inFulfillmentOf); else one from the fields above. */
+  exams?: ExamSpec[];
   text?: string;
 }
 
@@ -56,16 +82,43 @@ export function reportPdf(lines: string[]): Buffer {
   return Buffer.from(out, 'latin1');
 }
 
+/** The exams of a report spec: its own list, or the single exam its top-level fields describe. */
+export function examsOf(s: ReportSpec): ExamSpec[] {
+  return s.exams ?? [{ studyUid: s.studyUid, accessionNumber: s.accessionNumber, accessionRoot: s.accessionRoot, placerOrderNumber: s.placerOrderNumber, ccam: s.examCode }];
+}
+
+/** A CI-SIS IMG-CR-IMG report (CDA R2 level 1, PDF body) laid out as the ANS DRIM-M reports are. */
 export function imagingReportCda(s: ReportSpec): string {
   const insOid = s.insOid ?? '1.2.250.1.213.1.4.10';
   const rad = s.radiologist ?? { rpps: '801234567890', family: 'MARTIN', given: 'Claire' };
   const org = s.organisation ?? { finess: '750803447', name: 'Centre de radiologie OpenDRIM' };
+  const practice = s.practiceSetting ?? { code: 'AMBULATOIRE', display: 'Ambulatoire' };
   const when = s.effectiveTime ?? hl7Now();
-  const exam = s.examCode ?? { code: 'ZBQK002', display: 'Radiographie du thorax' };
-  const pdf = reportPdf([`Compte rendu d'imagerie - ${exam.display}`, `Patient: ${s.family} ${s.given} (${s.birthDate})`, `Examen: ${s.accessionNumber}`, '', s.text ?? 'Pas d anomalie decelable.', '', `Dr ${rad.given} ${rad.family}`]);
-  const person = (tag: string) => `<${tag}><id root="1.2.250.1.71.4.2.1" extension="${x(rad.rpps)}"/><code code="G15_10/SM44" displayName="Médecin - Radio-diagnostic (SM)" codeSystem="1.2.250.1.213.1.1.4.5"/><assignedPerson><name><given>${x(rad.given)}</given><family>${x(rad.family)}</family></name></assignedPerson><representedOrganization><id root="1.2.250.1.71.4.2.2" extension="${x(org.finess)}"/><name>${x(org.name)}</name></representedOrganization></${tag}>`;
+  const exams = examsOf(s);
+  const first = exams[0]!;
+  const pdf = reportPdf([`Compte rendu d'imagerie - ${first.ccam?.display ?? 'Radiographie du thorax'}`, `Patient: ${s.family} ${s.given} (${s.birthDate})`, `Examen: ${exams.map((e) => e.accessionNumber).join(', ')}`, '', s.text ?? 'Pas d anomalie decelable.', '', `Dr ${rad.given} ${rad.family}`]);
+  const organisation = `<representedOrganization><id root="1.2.250.1.71.4.2.2" extension="${x(org.finess)}"/><name>${x(org.name)}</name><standardIndustryClassCode code="${x(practice.code)}" displayName="${x(practice.display)}" codeSystem="1.2.250.1.213.1.1.4.9"/></representedOrganization>`;
+  const person = (tag: string) => `<${tag}><id root="1.2.250.1.71.4.2.1" extension="${x(rad.rpps)}"/><code code="G15_10/SM44" displayName="Médecin - Radio-diagnostic (SM)" codeSystem="1.2.250.1.213.1.1.4.5"/><assignedPerson><name><given>${x(rad.given)}</given><family>${x(rad.family)}</family></name></assignedPerson>${organisation}</${tag}>`;
+  const order = (e: ExamSpec, i: number) =>
+    `<inFulfillmentOf><order><id root="${x(e.placerOrderRoot ?? '1.2.250.1.213.4.5.2.6')}" extension="${x(e.placerOrderNumber ?? `OPN-${e.accessionNumber}-${i + 1}`)}"/><ps3-20:accessionNumber root="${x(e.accessionRoot ?? '1.2.250.1.925.994044785528.27')}" extension="${x(e.accessionNumber)}"/></order></inFulfillmentOf>`;
+  const event = (e: ExamSpec) => {
+    const act = e.act ?? { code: '24627-2', display: 'CT Chest' };
+    const ccam = e.ccam ?? { code: 'ZBQK002', display: 'Radiographie du thorax' };
+    const region = e.region ?? { code: '51185008', display: 'Thorax' };
+    return `<documentationOf><serviceEvent classCode="ACT">
+    ${e.studyUid ? `<id root="${x(e.studyUid)}"/>` : ''}
+    <code code="${x(act.code)}" displayName="${x(act.display)}" codeSystem="2.16.840.1.113883.6.1" codeSystemName="LOINC">
+      <translation code="${x(ccam.code)}" displayName="${x(ccam.display)}" codeSystem="1.2.250.1.213.2.5" codeSystemName="CCAM"/>
+      <translation code="${x(e.modality ?? 'CT')}" displayName="${x(e.modality ?? 'CT')}" codeSystem="1.2.840.10008.2.16.4" codeSystemName="DCM"><qualifier><name code="121139" displayName="Modalité d'imagerie" codeSystem="1.2.840.10008.2.16.4"/></qualifier></translation>
+      <translation code="${x(region.code)}" displayName="${x(region.display)}" codeSystem="2.16.840.1.113883.6.96" codeSystemName="SNOMED CT"><qualifier><name code="39111-0" displayName="localisation anatomique" codeSystem="2.16.840.1.113883.6.1"/></qualifier></translation>
+    </code>
+    <effectiveTime><low value="${x(e.start ?? `${when.slice(0, 8)}080000+0100`)}"/><high value="${x(e.stop ?? `${when.slice(0, 8)}083000+0100`)}"/></effectiveTime>
+    <performer typeCode="PRF">${person('assignedEntity')}</performer>
+  </serviceEvent></documentationOf>`;
+  };
+  const facility = s.facilityType ?? { code: 'SA07', display: 'Cabinet de radiologie' };
   return `<?xml version="1.0" encoding="UTF-8"?>
-<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:ps3-20="urn:dicom-org:ps3-20">
   <realmCode code="FR"/>
   <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
   <templateId root="2.16.840.1.113883.2.8.2.1"/>
@@ -75,7 +128,7 @@ export function imagingReportCda(s: ReportSpec): string {
   <code code="18748-4" displayName="CR d'imagerie médicale" codeSystem="2.16.840.1.113883.6.1" codeSystemName="LOINC"/>
   <title>CR d'imagerie médicale</title>
   <effectiveTime value="${when}"/>
-  <confidentialityCode code="N" displayName="Normal" codeSystem="2.16.840.1.113883.5.25"/>
+  <confidentialityCode code="${s.confidentiality ?? 'N'}" codeSystem="2.16.840.1.113883.5.25"/>
   <languageCode code="fr-FR"/>
   <setId root="${x(s.setId ?? randomUUID().toUpperCase())}"/>
   <versionNumber value="${s.version ?? 1}"/>
@@ -83,7 +136,7 @@ export function imagingReportCda(s: ReportSpec): string {
     <id root="${insOid}" extension="${x(s.ins)}"/>
     <id root="${x(s.ippOid ?? '1.2.250.1.213.4.5.2.4')}" extension="${x(s.ipp)}"/>
     <patient classCode="PSN">
-      <name><family qualifier="BR">${x(s.family)}</family><given qualifier="BR">${x(s.given)}</given></name>
+      <name>${s.family ? `<family qualifier="BR">${x(s.family)}</family>` : ''}${s.given ? `<given qualifier="BR">${x(s.given)}</given>` : ''}</name>
       <administrativeGenderCode code="${s.sex}" codeSystem="2.16.840.1.113883.5.1"/>
       <birthTime value="${x(s.birthDate)}"/>
     </patient>
@@ -91,12 +144,11 @@ export function imagingReportCda(s: ReportSpec): string {
   <author><time value="${when}"/>${person('assignedAuthor')}</author>
   <custodian><assignedCustodian><representedCustodianOrganization><id root="1.2.250.1.71.4.2.2" extension="${x(org.finess)}"/><name>${x(org.name)}</name></representedCustodianOrganization></assignedCustodian></custodian>
   <legalAuthenticator><time value="${when}"/><signatureCode code="S"/>${person('assignedEntity')}</legalAuthenticator>
-  <inFulfillmentOf><order><id root="${x(org.finess)}" extension="${x(s.accessionNumber)}"/></order></inFulfillmentOf>
-  <documentationOf><serviceEvent>
-    ${s.studyUid ? `<id root="${x(s.studyUid)}"/>` : ''}
-    <code code="${x(exam.code)}" displayName="${x(exam.display)}" codeSystem="1.2.250.1.213.2.5"/>
-    <effectiveTime><low value="${when.slice(0, 8)}080000+0100"/></effectiveTime>
-  </serviceEvent></documentationOf>
+  ${exams.map(order).join('\n  ')}
+  ${exams.map(event).join('\n  ')}
+  <componentOf><encompassingEncounter><code code="AMB" codeSystem="2.16.840.1.113883.5.4"/><effectiveTime><low value="${when.slice(0, 8)}"/></effectiveTime>
+    <location><healthCareFacility><id root="1.2.250.1.71.4.2.2" extension="${x(org.finess)}"/><code code="${x(facility.code)}" displayName="${x(facility.display)}" codeSystem="1.2.250.1.71.4.2.4"/></healthCareFacility></location>
+  </encompassingEncounter></componentOf>
   <component><nonXMLBody><text mediaType="application/pdf" representation="B64">${pdf.toString('base64')}</text></nonXMLBody></component>
 </ClinicalDocument>`;
 }
@@ -108,12 +160,19 @@ export interface OruOptions {
   flags?: Partial<Record<'MASQUE_PS' | 'INVISIBLE_PATIENT' | 'INVISIBLE_REP_LEGAUX' | 'MODIF_CONF_CODE' | 'DESTDMP', 'Y' | 'N'>>;
   /** Leave the INS out of PID-3 (to test refusals). */
   withoutIns?: boolean;
+  /** PID-32 identity reliability code; VALI (a qualified identity) by default, '' for none. */
+  identityReliability?: string;
+  /** OBX-11 of the report: F (final) by default, D to delete (de-publication). */
+  resultStatus?: 'F' | 'D' | 'C';
+  /** OBR-18 when it differs from the CDA's accession number (the ANS reports carry the RIS's own number). */
+  obrAccession?: string;
 }
 
 /** The PID segment a RIS sends: INS and IPP in PID-3, birth names, birth date, sex. */
-export function pid(s: PatientSpec, withoutIns = false): string {
+export function pid(s: PatientSpec, withoutIns = false, identityReliability = 'VALI'): string {
   const ids = [...(withoutIns ? [] : [`${s.ins}^^^ASIP-SANTE-INS-NIR&${s.insOid ?? '1.2.250.1.213.1.4.10'}&ISO^INS`]), `${s.ipp}^^^HOPITAL&${s.ippOid ?? '1.2.250.1.213.4.5.2.4'}&ISO^PI`].join('~');
-  return `PID|||${ids}||${escape(s.family)}^${escape(s.given)}^^^^^L||${s.birthDate}|${s.sex}`;
+  // PID-32 (identity reliability) as the ANS messages carry it, after PID-8 and 23 empty fields.
+  return `PID|||${ids}||${escape(s.family)}^${escape(s.given)}^^^^^L||${s.birthDate}|${s.sex}${identityReliability ? `${'|'.repeat(24)}${identityReliability}` : ''}`;
 }
 
 export function oruR01(s: ReportSpec, cda: string, o: OruOptions = {}): string {
@@ -122,11 +181,11 @@ export function oruR01(s: ReportSpec, cda: string, o: OruOptions = {}): string {
   const flags = { MASQUE_PS: 'N', INVISIBLE_PATIENT: 'N', INVISIBLE_REP_LEGAUX: 'N', MODIF_CONF_CODE: 'N', DESTDMP: 'Y', ...o.flags };
   return [
     `MSH|^~\\&|RIS_SIM|CABINET|OPENDRIM|CABINET|${hl7Now()}||ORU^R01^ORU_R01|${id}|P|2.5|||||FRA|UNICODE UTF-8|||2.1^CISIS_CDA_HL7_V2`,
-    pid(s, o.withoutIns),
+    pid(s, o.withoutIns, o.identityReliability ?? 'VALI'),
     `PV1|1|O`,
     `ORC|${o.orderControl ?? 'NW'}|`,
-    `OBR|1|${s.accessionNumber}^RIS_SIM|${s.accessionNumber}^RIS_SIM|18748-4^CR d'imagerie médicale^LN||||||||||||${rad.rpps}^${escape(rad.family)}^${escape(rad.given)}^^^DR^^^^D^^^RPPS||${s.accessionNumber}|||||||F`,
-    `OBX|1|ED|18748-4^CR d'imagerie médicale^LN||^TEXT^XML^Base64^${Buffer.from(cda, 'utf8').toString('base64')}||||||F`,
+    `OBR|1|${s.placerOrderNumber ?? s.accessionNumber}^RIS_SIM|${o.obrAccession ?? s.accessionNumber}^RIS_SIM|18748-4^CR d'imagerie médicale^LN||||||||||||${rad.rpps}^${escape(rad.family)}^${escape(rad.given)}^^^DR^^^^D^^^RPPS||${o.obrAccession ?? s.accessionNumber}|||||||F`,
+    `OBX|1|ED|18748-4^CR d'imagerie médicale^LN||^TEXT^XML^Base64^${Buffer.from(cda, 'utf8').toString('base64')}||||||${o.resultStatus ?? 'F'}`,
     ...Object.entries(flags).map(([k, v], i) => `OBX|${i + 2}|CE|${k}^${k}^MetaDMPMSS||${v}^^expandedYes-NoIndicator||||||F`),
   ].join('\r') + '\r';
 }
