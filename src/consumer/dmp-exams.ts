@@ -1,5 +1,5 @@
 import type { XdsClient } from '../xds/client.js';
-import { cx, type Code, type DocumentEntry } from '../xds/metadata.js';
+import { dmpPatientId, type Code, type DocumentEntry } from '../xds/metadata.js';
 import { Status } from '../xds/vocabulary.js';
 
 /** The DICOM modality code scheme used in DMP eventCodeList. */
@@ -45,7 +45,8 @@ export interface ExamFilter {
 }
 
 const ref = (d: DocumentEntry): DocumentRef => ({ entryUUID: d.entryUUID, uniqueId: d.uniqueId, repositoryUniqueId: d.repositoryUniqueId ?? '' });
-const studyOf = (d: DocumentEntry) => d.referenceIdList?.map((r) => /^([0-9.]+)\^.*studyInstanceUID$/i.exec(r)?.[1]).find(Boolean);
+/** Every study an entry references (a report may document several exams, each with its own manifest). */
+const studiesOf = (d: DocumentEntry) => (d.referenceIdList ?? []).map((r) => /^([0-9.]+)\^.*studyInstanceUID$/i.exec(r)?.[1]).filter((s): s is string => Boolean(s));
 const dateOf = (d: DocumentEntry) => {
   const t = d.serviceStartTime ?? d.creationTime;
   return t && t.length >= 8 ? `${t.slice(0, 4)}-${t.slice(4, 6)}-${t.slice(6, 8)}` : undefined;
@@ -66,31 +67,45 @@ export class DmpExams {
   constructor(private readonly xds: XdsClient) {}
 
   async list(patient: PatientRef, filter: ExamFilter = {}): Promise<Exam[]> {
-    const res = await this.xds.findDocuments({ patientId: cx(patient.ins, patient.oid), status: [Status.approved] });
+    const res = await this.xds.findDocuments({ patientId: dmpPatientId({ id: patient.ins, oid: patient.oid }), status: [Status.approved] });
     const byStudy = new Map<string, Exam>();
     const loose: Exam[] = [];
     for (const d of res.objects.documents) {
-      const studyUid = studyOf(d);
-      let exam = studyUid ? byStudy.get(studyUid) : undefined;
-      if (!exam) {
-        exam = { studyUid, modalities: [], regions: [] };
-        if (studyUid) byStudy.set(studyUid, exam);
-        else loose.push(exam);
+      const studies = studiesOf(d);
+      for (const studyUid of studies.length ? studies : [undefined]) {
+        let exam = studyUid ? byStudy.get(studyUid) : undefined;
+        if (!exam) {
+          exam = { studyUid, modalities: [], regions: [] };
+          if (studyUid) byStudy.set(studyUid, exam);
+          else loose.push(exam);
+        }
+        // A report of several exams carries all their codes: each exam takes its codes from its own manifest first.
+        if (d.mimeType === 'application/dicom' || studies.length <= 1 || !exam.manifest) {
+          for (const c of d.eventCodes) {
+            if (c.scheme === MODALITY_SCHEME) {
+              if (!exam.modalities.includes(c.code)) exam.modalities.push(c.code);
+            } else if (!exam.regions.some((r) => r.code === c.code)) exam.regions.push(c);
+          }
+        }
+        exam.date ??= dateOf(d);
+        const author = d.authors[0];
+        if (d.mimeType !== 'application/dicom') {
+          exam.author ??= personName(author?.person);
+          exam.institution ??= author?.institutions?.[0]?.split('^')[0];
+        }
+        if (d.formatCode.code === KOS_FORMAT || d.mimeType === 'application/dicom') exam.manifest = ref(d);
+        else {
+          exam.report = { ...ref(d), title: d.title, confidentiality: d.confidentialityCodes.map((c) => c.code) };
+          exam.description = d.title;
+          exam.date = dateOf(d) ?? exam.date;
+        }
       }
-      for (const c of d.eventCodes) {
-        if (c.scheme === MODALITY_SCHEME) {
-          if (!exam.modalities.includes(c.code)) exam.modalities.push(c.code);
-        } else if (!exam.regions.some((r) => r.code === c.code)) exam.regions.push(c);
-      }
-      exam.date ??= dateOf(d);
-      const author = d.authors[0];
-      exam.author ??= personName(author?.person);
-      exam.institution ??= author?.institutions?.[0]?.split('^')[0];
-      if (d.formatCode.code === KOS_FORMAT || d.mimeType === 'application/dicom') exam.manifest = ref(d);
-      else {
-        exam.report = { ...ref(d), title: d.title, confidentiality: d.confidentialityCodes.map((c) => c.code) };
-        exam.description = d.title;
-        exam.date = dateOf(d) ?? exam.date;
+    }
+    // The manifests' author is the publishing box: the institution is the one it publishes for.
+    for (const e of [...byStudy.values(), ...loose]) {
+      if (!e.institution) {
+        const kos = res.objects.documents.find((d) => d.entryUUID === e.manifest?.entryUUID);
+        e.institution = kos?.authors[0]?.institutions?.[0]?.split('^')[0];
       }
     }
     const all = [...byStudy.values(), ...loose];

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { xdsTime, type Association, type Author, type Code, type DocumentEntry, type SubmissionSet } from '../xds/metadata.js';
+import { dmpPatientId, xdsTime, type Association, type Author, type Code, type DocumentEntry, type SubmissionSet } from '../xds/metadata.js';
 import { AssociationType, FrOid } from '../xds/vocabulary.js';
 import type { CdaCode, ImagingExam, ImagingOrder, ImagingReport, Practitioner } from './cda.js';
 import { tsToUtcDtm } from './cda.js';
@@ -51,11 +51,6 @@ const MODALITY_NAMES: Record<string, string> = {
   CR: 'Computed Radiography', CT: 'Computed Tomography', DX: 'Digital Radiography', MG: 'Mammography', MR: 'Magnetic Resonance', NM: 'Nuclear Medicine',
   PT: 'Positron emission tomography', RF: 'Radio Fluoroscopy', US: 'Ultrasound', XA: 'X-Ray Angiography', OT: 'Other', IO: 'Intra-oral Radiography', PX: 'Panoramic X-Ray',
 };
-
-/** The DMP's patient identifier: the INS in CX form, type NH (national health number). */
-export function dmpPatientId(ins: { id: string; oid: string }): string {
-  return `${ins.id}^^^&${ins.oid}&ISO^NH`;
-}
 
 /** IDNPS: an 11-digit RPPS number gets the "8" prefix; an ADELI or an already prefixed id is kept. */
 function idnps(rpps: string): string {

@@ -83,6 +83,22 @@ export class PublicationQueue {
     return Number(r.numUpdatedRows) > 0;
   }
 
+  /**
+   * Resolves once nothing is being worked on and no entry waits for its first attempt (with `delayed`, until no
+   * entry is pending at all, retries included). Tests and the demo wait on it.
+   */
+  async settled(opts: { timeoutMs?: number; delayed?: boolean } = {}): Promise<void> {
+    const until = Date.now() + (opts.timeoutMs ?? 30_000);
+    for (;;) {
+      let q = this.deps.db.selectFrom('publication_queue').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '=', 'pending');
+      if (!opts.delayed) q = q.where('attempts', '=', 0);
+      const pending = Number((await q.executeTakeFirstOrThrow()).n);
+      if (!pending && !this.running) return;
+      if (Date.now() > until) throw new Error(`publication queue not settled after ${opts.timeoutMs ?? 30_000} ms (${pending} pending)`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   start(): void {
     this.stopped = false;
     // Claims this node held before it restarted are its own: take them back now rather than after the lease.

@@ -112,8 +112,21 @@ export class ReportPublisher {
 
   // ---- receipt: everything that can be decided before the acknowledgement ----
 
-  /** Checks a report message and queues it; throws PublishError (AE) when it can never be published. */
+  /** Checks a report message and queues it; throws PublishError (AE) when it can never be published, audited. */
   async accept(req: ReportRequest, kind: 'report' | 'withdrawal'): Promise<PublishOutcome> {
+    try {
+      return await this.check(req, kind);
+    } catch (e) {
+      if (e instanceof PublishError) {
+        const ins = req.patientIds.find((p) => INS_OIDS.includes(p.oid));
+        await this.deps.audit.record({ actorType: 'system', actorId: req.sender, actorAddress: req.senderAddress, action: `source.${kind}.refused`, patientId: ins ? `${ins.id}^^^&${ins.oid}&ISO^NH` : undefined, outcome: 'failure', detail: { controlId: req.controlId, location: e.location, reason: e.message } });
+        this.deps.onOutcome?.('refused');
+      }
+      throw e;
+    }
+  }
+
+  private async check(req: ReportRequest, kind: 'report' | 'withdrawal'): Promise<PublishOutcome> {
     if (kind === 'report' && !req.toDmp) return { result: 'not-for-dmp' };
     if (!req.cda && kind === 'report') throw new PublishError('the message carries no CDA report', 'OBX-5');
     const report = req.cda ? this.read(req.cda) : undefined;

@@ -296,7 +296,13 @@ export function cx(id: string, oid: string): string {
   return `${id}^^^&${oid}&ISO`;
 }
 
+/** The DMP's patient identifier: the INS in CX form with identifier type NH (national health number). */
+export function dmpPatientId(ins: { id: string; oid: string }): string {
+  return `${ins.id}^^^&${ins.oid}&ISO^NH`;
+}
+
+/** Reads `id^^^&OID&ISO`, with or without an identifier type (`^NH`, `^PI`). */
 export function parseCx(value: string): { id: string; oid: string } | undefined {
-  const m = /^([^^]+)\^\^\^&([0-9.]+)&ISO$/.exec(value);
+  const m = /^([^^]+)\^\^\^&([0-9.]+)&ISO(?:\^[A-Z]{1,5})?$/.exec(value);
   return m ? { id: m[1]!, oid: m[2]! } : undefined;
 }

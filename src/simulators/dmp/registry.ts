@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Migrator, sql, type Kysely, type Migration } from 'kysely';
 import { readImagingReport } from '../../source/cda.js';
 import type { Dialect } from '../../store/db.js';
-import { MetadataError, parseCx, xdsTime, type Association, type DocumentEntry, type RegistryObjects, type SubmissionSet } from '../../xds/metadata.js';
+import { dmpPatientId, MetadataError, parseCx, xdsTime, type Association, type DocumentEntry, type RegistryObjects, type SubmissionSet } from '../../xds/metadata.js';
 import { queryValues, type DocumentRequest, type RegistryError, type RetrievedDocument, type StoredQueryRequest } from '../../xds/transactions.js';
 import { AssociationType, INS_OIDS, Status, StoredQuery } from '../../xds/vocabulary.js';
 
@@ -149,13 +149,17 @@ export class DmpRegistry {
     return this.opts.repositoryUniqueId;
   }
 
-  /** The DMP only knows patients identified by a valid INS under one of the INS OIDs. */
-  private checkPatient(patientId: string, where: string): void {
+  /**
+   * The DMP only knows patients identified by a valid INS under one of the INS OIDs. Identifiers are kept in the
+   * DMP's own form (`INS^^^&OID&ISO^NH`), whether the identifier type came with them or not.
+   */
+  private checkPatient(patientId: string, where: string): string {
     const p = parseCx(patientId);
     if (!p) fail('XDSUnknownPatientId', `${where}: patient identifier "${patientId}" is not of the form INS^^^&OID&ISO`, where);
     if (!INS_OIDS.includes(p!.oid)) fail('XDSUnknownPatientId', `${where}: assigning authority ${p!.oid} is not an INS OID (${INS_OIDS.join(', ')})`, where);
     if (!validInsKey(p!.id)) fail('XDSUnknownPatientId', `${where}: ${p!.id} is not a valid INS (bad format or control key)`, where);
     if (this.opts.closedPatients?.includes(p!.id)) fail('XDSUnknownPatientId', `${where}: no open DMP for patient ${p!.id}`, where);
+    return dmpPatientId(p!);
   }
 
   /**
@@ -178,7 +182,7 @@ export class DmpRegistry {
   async provideAndRegister(objects: RegistryObjects, documents: Map<string, Buffer>): Promise<void> {
     if (objects.submissionSets.length !== 1) fail('XDSRegistryMetadataError', `a submission must contain exactly one submission set (found ${objects.submissionSets.length})`);
     const ss = { ...objects.submissionSets[0]! };
-    this.checkPatient(ss.patientId, 'XDSSubmissionSet.patientId');
+    ss.patientId = this.checkPatient(ss.patientId, 'XDSSubmissionSet.patientId');
     // Symbolic ids (not urn:uuid:) are replaced by UUIDs, and references to them follow.
     const ids = new Map<string, string>();
     const assign = (id: string) => {
@@ -192,6 +196,7 @@ export class DmpRegistry {
       const content = documents.get(d0.entryUUID);
       if (!content) fail('XDSMissingDocument', `document entry ${d0.entryUUID} (${d0.uniqueId}) has no attached document`, d0.entryUUID);
       const d = { ...d0, entryUUID: assign(d0.entryUUID) };
+      if (parseCx(d.patientId)) d.patientId = dmpPatientId(parseCx(d.patientId)!);
       if (d.patientId !== ss.patientId) fail('XDSPatientIdDoesNotMatch', `document ${d.uniqueId}: patientId ${d.patientId} differs from the submission set's ${ss.patientId}`, d.entryUUID);
       const hash = createHash('sha1').update(content!).digest('hex');
       if (d.hash && d.hash.toLowerCase() !== hash) fail('XDSNonIdenticalHash', `document ${d.uniqueId}: hash ${d.hash} does not match the content (${hash})`, d.entryUUID);
@@ -258,8 +263,7 @@ export class DmpRegistry {
   /** ITI-57: availability status updates (the DMP's de-publication) and metadata updates (new entry versions). */
   async updateDocumentSet(objects: RegistryObjects): Promise<void> {
     if (objects.submissionSets.length !== 1) fail('XDSRegistryMetadataError', 'an update must contain exactly one submission set');
-    const ss = objects.submissionSets[0]!;
-    this.checkPatient(ss.patientId, 'XDSSubmissionSet.patientId');
+    const ss = { ...objects.submissionSets[0]!, patientId: this.checkPatient(objects.submissionSets[0]!.patientId, 'XDSSubmissionSet.patientId') };
     const updates = objects.associations.filter((a) => a.type === AssociationType.updateAvailabilityStatus);
     if (!updates.length && !objects.documents.length) fail('XDSMetadataUpdateError', 'the update carries neither an UpdateAvailabilityStatus association nor a new version of a document entry');
     const ssId = ss.entryUUID.startsWith('urn:uuid:') ? ss.entryUUID : `urn:uuid:${randomUUID()}`;
@@ -286,10 +290,10 @@ export class DmpRegistry {
         const current = rows.map((r) => ({ row: r, doc: JSON.parse(r.metadata) as DocumentEntry })).find((x) => (x.doc.lid ?? x.doc.entryUUID) === d0.lid);
         if (!current) fail('XDSMetadataUpdateError', `document entry ${d0.entryUUID}: no Approved entry with logical id ${d0.lid} and uniqueId ${d0.uniqueId}`, d0.entryUUID);
         if ((current!.doc.version ?? '1') !== previousVersion) fail('XDSMetadataVersionError', `document entry ${d0.entryUUID}: PreviousVersion ${previousVersion} is not the current version ${current!.doc.version ?? '1'}`, d0.entryUUID);
-        if (current!.row.patient_id !== d0.patientId || d0.patientId !== ss.patientId) fail('XDSPatientIdDoesNotMatch', `document entry ${d0.entryUUID}: the patient cannot change in a metadata update`, d0.entryUUID);
+        if (current!.row.patient_id !== ss.patientId || dmpPatientId(parseCx(d0.patientId) ?? { id: '', oid: '' }) !== ss.patientId) fail('XDSPatientIdDoesNotMatch', `document entry ${d0.entryUUID}: the patient cannot change in a metadata update`, d0.entryUUID);
         if (d0.mimeType !== current!.doc.mimeType || (d0.hash && d0.hash.toLowerCase() !== (current!.doc.hash ?? '').toLowerCase()) || (d0.size !== undefined && d0.size !== current!.doc.size)) fail('XDSMetadataUpdateError', `document entry ${d0.entryUUID}: mimeType, hash and size describe the content and cannot change in a metadata update`, d0.entryUUID);
         const entryUUID = d0.entryUUID.startsWith('urn:uuid:') ? d0.entryUUID : `urn:uuid:${randomUUID()}`;
-        const next: DocumentEntry = { ...d0, entryUUID, lid: d0.lid, version: String(Number(previousVersion) + 1), availabilityStatus: Status.approved, hash: current!.doc.hash, size: current!.doc.size, repositoryUniqueId: current!.doc.repositoryUniqueId };
+        const next: DocumentEntry = { ...d0, patientId: ss.patientId, entryUUID, lid: d0.lid, version: String(Number(previousVersion) + 1), availabilityStatus: Status.approved, hash: current!.doc.hash, size: current!.doc.size, repositoryUniqueId: current!.doc.repositoryUniqueId };
         await this.setStatus(trx, current!.row.entry_uuid, Status.deprecated);
         await trx.insertInto('dmp_documents').values({ entry_uuid: entryUUID, unique_id: next.uniqueId, patient_id: next.patientId, status: Status.approved, submission_uuid: ssId, creation_time: next.creationTime, metadata: JSON.stringify(next) }).execute();
         added.push({ ...member!, id: member!.id.startsWith('urn:uuid:') ? member!.id : `urn:uuid:${randomUUID()}`, sourceObject: ssId, targetObject: entryUUID });
@@ -308,10 +312,10 @@ export class DmpRegistry {
     const single = (name: string): string | undefined => queryValues(q.params[name])[0]?.[0];
     switch (q.queryId) {
       case StoredQuery.findDocuments: {
-        const patientId = single('$XDSDocumentEntryPatientId');
-        if (!patientId) fail('XDSStoredQueryParamNumber', 'FindDocuments requires $XDSDocumentEntryPatientId', '$XDSDocumentEntryPatientId');
+        const asked = single('$XDSDocumentEntryPatientId');
+        if (!asked) fail('XDSStoredQueryParamNumber', 'FindDocuments requires $XDSDocumentEntryPatientId', '$XDSDocumentEntryPatientId');
         if (!q.params.$XDSDocumentEntryStatus) fail('XDSStoredQueryParamNumber', 'FindDocuments requires $XDSDocumentEntryStatus', '$XDSDocumentEntryStatus');
-        this.checkPatient(patientId!, '$XDSDocumentEntryPatientId');
+        const patientId = this.checkPatient(asked!, '$XDSDocumentEntryPatientId');
         const statuses = queryValues(q.params.$XDSDocumentEntryStatus).flat();
         const rows = await this.db.selectFrom('dmp_documents').select('metadata').where('patient_id', '=', patientId!).where('status', 'in', statuses).orderBy('creation_time', 'desc').execute();
         const docs = rows.map((r) => JSON.parse(r.metadata) as DocumentEntry).filter((d) => matchesFilters(d, q.params));
