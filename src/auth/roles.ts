@@ -8,7 +8,7 @@ import type { Professional } from './professional-token.js';
  */
 export type Role = 'administrator' | 'radiologist' | 'requesting-physician';
 
-export type Permission = 'exams.view' | 'exams.import' | 'prefetch.view' | 'identity.reconcile' | 'media.import' | 'routing.operate' | 'audit.view';
+export type Permission = 'exams.view' | 'exams.import' | 'prefetch.view' | 'identity.reconcile' | 'media.import' | 'routing.operate' | 'publications.operate' | 'audit.view';
 
 /**
  * Administrators (IT, identity monitoring) run the box and handle identities and media, but do not browse
@@ -22,6 +22,7 @@ export const PERMISSIONS: Record<Permission, Role[]> = {
   'identity.reconcile': ['radiologist', 'administrator'],
   'media.import': ['radiologist', 'administrator'],
   'routing.operate': ['radiologist', 'administrator'],
+  'publications.operate': ['administrator'],
   'audit.view': ['administrator'],
 };
 

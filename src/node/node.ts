@@ -24,6 +24,7 @@ import { XdsClient } from '../xds/client.js';
 import { PacsGateway } from '../source/pacs.js';
 import { ReportPublisher } from '../source/publisher.js';
 import { rejectionNoteListener, sourceHl7Handler } from '../source/triggers.js';
+import { publicationApi } from '../source/routes.js';
 import { remoteFor } from './peers.js';
 import { TrustList } from '../auth/trust-list.js';
 import { StudyCache } from '../source/study-cache.js';
@@ -192,6 +193,11 @@ export class OpenDrimNode {
 
     if (config.incoming) this.prepareIncoming(config.incoming);
     if (config.exchange) await this.startExchange(config.exchange, tlsFiles!);
+    // Before the web application, which shows administrators the publication queue.
+    if (config.source) {
+      this.publisher = this.startSource(config.source, tlsFiles);
+      await this.http.register(publicationApi, { prefix: '/api/publications', queue: this.publisher.queue, config, log: log.child({ component: 'source' }) });
+    }
     if (config.routing) this.startRouting(config.routing, tlsFiles);
     if (config.consumer) await this.startConsumer(config.consumer, tlsFiles);
     if (config.consumer || config.share) await this.http.register(staticAssets);
@@ -200,7 +206,7 @@ export class OpenDrimNode {
     if (config.routing || config.incoming) await this.http.register(routingApi, { prefix: '/api/routing', outbox: this.outbox, watch: new StudyWatch(this.database.db), config, log: log.child({ component: 'routing' }) });
     await this.dicom.listen();
     await this.http.listen({ port: config.httpPort, host: config.bind });
-    if (config.source) this.publisher = this.startSource(config.source, tlsFiles);
+    this.publisher?.queue.start();
     if (config.hl7.enabled) {
       const handlers = [
         ...(this.publisher ? [sourceHl7Handler(this.publisher, log.child({ component: 'source' }))] : []),
@@ -243,7 +249,9 @@ export class OpenDrimNode {
   private startSource(source: NonNullable<Config['source']>, tlsFiles: ReturnType<typeof tlsMaterial>): ReportPublisher {
     const { config, log } = this;
     const pacsPeer = config.peers.find((p) => p.aeTitle === source.pacs)!;
-    const base = config.publicUrl ?? `${tlsFiles ? 'https' : 'http'}://${config.bind === '0.0.0.0' ? os.hostname() : config.bind}:${this.httpPort}`;
+    // The HTTP port is known only once listening: the base is read when a manifest is written.
+    const base = () => config.publicUrl ?? `${tlsFiles ? 'https' : 'http'}://${config.bind === '0.0.0.0' ? os.hostname() : config.bind}:${this.httpPort}`;
+    const exchange = this.exchange;
     const publisher = new ReportPublisher({
       db: this.database.db,
       pacs: new PacsGateway(remoteFor(config, pacsPeer), config.aeTitle),
@@ -254,7 +262,9 @@ export class OpenDrimNode {
         retrieveAeTitle: config.aeTitle,
         retrieveLocationUid: source.retrieveLocationUid,
         // Other boxes fetch the images from the exchange port; without one, from the node's own DICOMweb.
-        wadoRsBase: this.exchange?.wadoRsBase ?? `${base.replace(/\/$/, '')}/dicom-web`,
+        get wadoRsBase() {
+          return exchange?.wadoRsBase ?? `${base().replace(/\/$/, '')}/dicom-web`;
+        },
         viewerUrlTemplate: source.viewerUrlTemplate,
         sourceOid: source.sourceOid,
         organisation: source.organisation,
@@ -273,7 +283,6 @@ export class OpenDrimNode {
       this.metrics.publicationQueue.reset();
       for (const [status, n] of Object.entries(counts)) this.metrics.publicationQueue.set({ status }, n);
     });
-    publisher.queue.start();
     return publisher;
   }
 
@@ -597,6 +606,7 @@ export class OpenDrimNode {
       reconciliation: this.reconciliation,
       media: this.media,
       outbox: this.outbox,
+      publications: this.publisher?.queue,
       mediaLimits: config.incoming?.media,
       mediaWorkDir: path.join(config.dataDir, 'tmp'),
       index: this.index,

@@ -67,7 +67,7 @@ function xcn(p: Practitioner | undefined): string | undefined {
  * an identifier that already carries its type prefix (1 FINESS, 3 SIRET, 4 RPPS cabinet) is kept as it is.
  */
 export function idnst(id: string): string {
-  return /^[0-9]{2}[0-9AB][0-9]{6}$/i.test(id) ? `1${id}` : id;
+  return /^(?:[0-9]{2}|2[AB])[0-9]{7}$/i.test(id) ? `1${id}` : id;
 }
 
 function xon(org: { finess?: string; name?: string } | undefined): string | undefined {

@@ -20,6 +20,15 @@ export interface StudyContent {
   }[];
 }
 
+/**
+ * A DICOM PN from a birth name and first given name, each possibly missing (the ANS cross-validator's cases):
+ * "FAMILY^Given", "FAMILY", "^Given", or nothing at all (an empty, type 2 Patient's Name).
+ */
+export function personName(family?: string, given?: string): string | undefined {
+  if (!family && !given) return undefined;
+  return given ? `${family ?? ''}^${given}` : family;
+}
+
 /** The patient as the manifest names them: the INS, as DRIM-M requires, with its issuer. */
 export interface ManifestPatient {
   ins: string;

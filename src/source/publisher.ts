@@ -8,7 +8,7 @@ import type { XdsClient } from '../xds/client.js';
 import { FrOid, INS_OIDS, Status } from '../xds/vocabulary.js';
 import { CdaError, readImagingReport, type ImagingExam, type ImagingOrder, type ImagingReport } from './cda.js';
 import { buildSubmission, buildSubmissionSet, confidentialityCodes, sha1, type ExamToPublish, type SubmissionContext, type Visibility } from './dmp-submission.js';
-import { buildManifest, contentDigest, type StudyContent } from './manifest.js';
+import { buildManifest, contentDigest, personName, type StudyContent } from './manifest.js';
 import type { PacsGateway } from './pacs.js';
 import { decidePublication } from './publication-identity.js';
 import { PublicationQueue, type QueueEntry, type QueueOptions, type WorkResult } from './publication-queue.js';
@@ -398,11 +398,9 @@ export class ReportPublisher {
   private manifest(study: StudyContent, report: ImagingReport, ins: { id: string; oid: string; issuer: string }, n: { exam?: ImagingExam; order?: ImagingOrder }) {
     const s = this.deps.settings;
     const viewerUrl = s.viewerUrlTemplate?.replace('{studyUid}', encodeURIComponent(study.studyUid)).replace('{accessionNumber}', encodeURIComponent(study.accessionNumber ?? ''));
-    const family = report.patient.family ?? '';
-    const given = report.patient.given ?? '';
     return buildManifest(
       study,
-      { ins: ins.id, insOid: ins.oid, issuer: ins.issuer, name: family || given ? (given ? `${family}^${given}` : family) : undefined, birthDate: report.patient.birthDate?.slice(0, 8), sex: report.patient.sex },
+      { ins: ins.id, insOid: ins.oid, issuer: ins.issuer, name: personName(report.patient.family, report.patient.given), birthDate: report.patient.birthDate?.slice(0, 8), sex: report.patient.sex },
       { retrieveAeTitle: s.retrieveAeTitle, retrieveLocationUid: s.retrieveLocationUid, wadoRsBase: s.wadoRsBase, institutionName: report.organisation?.name ?? s.organisation.name, viewerUrl },
       { accessionNumber: n.order?.accessionNumber, placerOrderNumber: n.order?.placerOrderNumber, procedureDescription: n.exam?.act?.display },
     );

@@ -50,6 +50,7 @@ ${(() => {
     deps.reconciliation && may('identity.reconcile') ? ['/app/reconciliation', t.reconciliation] : undefined,
     deps.media && may('media.import') ? ['/app/media', t.mediaImport] : undefined,
     deps.outbox && may('routing.operate') ? ['/app/routing', t.routing] : undefined,
+    deps.publications && may('publications.operate') ? ['/app/publications', t.publications] : undefined,
     may('audit.view') ? ['/app/audit', t.auditTrail] : undefined,
   ].filter((l): l is string[] => Boolean(l));
   return links.length ? `<nav class="card" id="screens">${links.map(([href, label]) => `<a href="${href}">${esc(label)}</a>`).join(' · ')}</nav>` : '';

@@ -19,6 +19,8 @@ import { reconciliationRoutes } from './reconciliation-routes.js';
 import { mediaRoutes } from './media-routes.js';
 import { routingRoutes } from './routing-routes.js';
 import { auditPageRoutes } from './audit-routes.js';
+import { publicationRoutes } from './publication-routes.js';
+import type { PublicationQueue } from '../source/publication-queue.js';
 import type { RouteOutbox } from '../routing/outbox.js';
 import type { MediaImport } from '../media/media-import.js';
 import { prefetchRoutes } from './prefetch-routes.js';
@@ -56,6 +58,8 @@ export interface WebDeps {
   reconciliation?: ReconciliationQueue;
   /** The routing outbox, when routing has rules. */
   outbox?: RouteOutbox;
+  /** The source function's publication queue, when this box publishes to the DMP. */
+  publications?: PublicationQueue;
   /** Import of patients' media (CD, DVD, USB, zip/XDM), when `incoming` is configured. */
   media?: MediaImport;
   mediaLimits?: { maxBytes: number; maxFiles: number };
@@ -269,6 +273,7 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
     if (deps.incoming && deps.reconciliation) await scoped.register(guarded('identity.reconcile', reconciliationRoutes));
     if (deps.media) await scoped.register(guarded('media.import', mediaRoutes));
     if (deps.outbox) await scoped.register(guarded('routing.operate', routingRoutes));
+    if (deps.publications) await scoped.register(guarded('publications.operate', publicationRoutes));
     await scoped.register(guarded('audit.view', auditPageRoutes));
   });
 }

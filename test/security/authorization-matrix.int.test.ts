@@ -40,6 +40,8 @@ const ENDPOINTS: Array<{ method: 'GET' | 'POST'; path: string; permission?: Perm
   { method: 'POST', path: '/app/media/upload', permission: 'media.import', body: '' },
   { method: 'GET', path: '/app/routing', permission: 'routing.operate' },
   { method: 'POST', path: '/app/routing/999/retry', permission: 'routing.operate', body: '' },
+  { method: 'GET', path: '/app/publications', permission: 'publications.operate' },
+  { method: 'POST', path: '/app/publications/999/retry', permission: 'publications.operate', body: '' },
   { method: 'GET', path: '/app/audit?patient=280067512345690', permission: 'audit.view' },
   { method: 'GET', path: '/app/audit/kpi.csv', permission: 'audit.view' },
 ];
@@ -52,12 +54,13 @@ describe('authorisation matrix of the practitioners’ application', { skip }, (
   before(async () => {
     net = await startDrimNetwork({
       loadIntoPacsA: [],
-      bConfig: {
+      bConfig: ({ dmpUrls }) => ({
         roles: { administrators: [ADMIN_ID] },
         prefetch: { onBehalfOf: { id: '8899700218896' }, rules: [{ name: 'all', match: {}, priors: { modalities: [] } }] },
         incoming: { pacs: 'PACSB', issuer: 'CABINET-B' },
         routing: { destinations: [{ name: 'pacs', type: 'dicom', peer: 'PACSB' }], rules: [{ name: 'r', trigger: 'hl7', destinations: ['pacs'] }] },
-      },
+        source: { pacs: 'PACSB', dmp: dmpUrls, organisation: { finess: '750803447', name: 'Cabinet B' } },
+      }),
     });
     call = mtlsFetch({ cert: readFileSync(net.pki.serverCert), key: readFileSync(net.pki.serverKey), ca: readFileSync(net.pki.ca) });
     const people: Array<[Who, UserSession['professional']]> = [
