@@ -12,6 +12,7 @@ import { XdsError } from '../../xds/transactions.js';
 import { AssociationType, FrOid, Status } from '../../xds/vocabulary.js';
 import { testDatabases } from '../../../test/harness/databases.js';
 import { DmpServer } from './server.js';
+import { imagingReportCda } from '../ris/reports.js';
 
 const INS = '279035121518989';
 const PATIENT = cx(INS, FrOid.insNirTest);
@@ -37,6 +38,9 @@ function entry(over: Partial<DocumentEntry> = {}): DocumentEntry {
     ...over,
   };
 }
+
+/** A CI-SIS report whose ClinicalDocument/id is the entry's uniqueId, as the DMP requires of a text/xml entry. */
+const cdaFor = (d: DocumentEntry, text = 'Pas d anomalie') => Buffer.from(imagingReportCda({ ins: INS, ipp: 'IPP1', family: 'PAT-TROIS', given: 'DOMINIQUE', birthDate: '19790328', sex: 'F', accessionNumber: 'A1', documentId: d.uniqueId, setId: 'SET-1', effectiveTime: '20240108111700+0100', text }), 'utf8');
 
 function submission(docs: DocumentEntry[], extraAssocs: RegistryObjects['associations'] = []): RegistryObjects {
   const ss: SubmissionSet = {
@@ -75,9 +79,9 @@ for (const dbCase of await testDatabases()) {
     });
 
     test('ITI-41 then ITI-18 and ITI-43: a report and a KOS come back with their metadata and bytes', async () => {
-      const cda = Buffer.from('<ClinicalDocument xmlns="urn:hl7-org:v3"/>');
       const kos = Buffer.from('DICM-KOS-bytes');
       const report = entry();
+      const cda = cdaFor(report);
       const manifest = entry({ mimeType: 'application/dicom', typeCode: { code: 'IMG-KOS', scheme: FrOid.typeCodesImg }, classCode: { code: '31', scheme: FrOid.classCodes }, formatCode: { code: '1.2.840.10008.5.1.4.1.1.88.59', scheme: FrOid.dicomUid } });
       await xds.provideAndRegister({ objects: submission([report, manifest]), documents: new Map([[report.entryUUID, cda], [manifest.entryUUID, kos]]) });
 
@@ -114,9 +118,9 @@ for (const dbCase of await testDatabases()) {
 
     test('RPLC replaces (the old version is Deprecated, the new one continues its lid) and ITI-57 deprecates', async () => {
       const v1 = entry();
-      await xds.provideAndRegister({ objects: submission([v1]), documents: new Map([[v1.entryUUID, Buffer.from('v1')]]) });
+      await xds.provideAndRegister({ objects: submission([v1]), documents: new Map([[v1.entryUUID, cdaFor(v1)]]) });
       const v2 = entry();
-      await xds.provideAndRegister({ objects: submission([v2], [{ id: 'rplc', type: AssociationType.replace, sourceObject: v2.entryUUID, targetObject: v1.entryUUID }]), documents: new Map([[v2.entryUUID, Buffer.from('v2')]]) });
+      await xds.provideAndRegister({ objects: submission([v2], [{ id: 'rplc', type: AssociationType.replace, sourceObject: v2.entryUUID, targetObject: v1.entryUUID }]), documents: new Map([[v2.entryUUID, cdaFor(v2)]]) });
       const both = await xds.getDocuments([v1.entryUUID, v2.entryUUID]);
       const s = new Map(both.objects.documents.map((d) => [d.uniqueId, d]));
       assert.equal(s.get(v1.uniqueId)!.availabilityStatus, Status.deprecated);
@@ -129,7 +133,7 @@ for (const dbCase of await testDatabases()) {
       // Replacing an already deprecated document is refused.
       const v3 = entry();
       await assert.rejects(
-        xds.provideAndRegister({ objects: submission([v3], [{ id: 'rplc', type: AssociationType.replace, sourceObject: v3.entryUUID, targetObject: v1.entryUUID }]), documents: new Map([[v3.entryUUID, Buffer.from('v3')]]) }),
+        xds.provideAndRegister({ objects: submission([v3], [{ id: 'rplc', type: AssociationType.replace, sourceObject: v3.entryUUID, targetObject: v1.entryUUID }]), documents: new Map([[v3.entryUUID, cdaFor(v3)]]) }),
         (e: unknown) => e instanceof XdsError && e.errors[0]!.code === 'XDSRegistryMetadataError' && /not Approved/.test(e.message),
       );
 
@@ -140,6 +144,29 @@ for (const dbCase of await testDatabases()) {
       assert.ok(deprecated.objects.documents.some((d) => d.uniqueId === v2.uniqueId));
       // A second change from Approved fails: the document is no longer Approved.
       await assert.rejects(xds.updateStatus({ ...ss, entryUUID: `urn:uuid:${randomUUID()}`, uniqueId: ss.uniqueId + '.1' }, [{ entryUUID: v2.entryUUID, from: Status.approved, to: Status.deprecated }]), /XDSMetadataUpdateError/);
+    });
+
+    test('ITI-57 metadata update: a new version of the entry under the same uniqueId, the previous one Deprecated', async () => {
+      const d = entry();
+      await xds.provideAndRegister({ objects: submission([d]), documents: new Map([[d.entryUUID, cdaFor(d)]]) });
+      const [stored] = (await xds.getDocuments([d.entryUUID])).objects.documents;
+      const ss = (n: string) => ({ ...submission([]).submissionSets[0]!, entryUUID: `urn:uuid:${randomUUID()}`, uniqueId: `1.2.250.1.999.3.${n}.${Date.now()}` });
+      const masked = { ...stored!, entryUUID: `urn:uuid:${randomUUID()}`, availabilityStatus: undefined, version: undefined, confidentialityCodes: [...stored!.confidentialityCodes, { code: 'MASQUE_PS', scheme: '1.2.250.1.213.1.1.4.13', display: 'Masqué aux professionnels de santé' }] };
+      await assert.rejects(xds.updateMetadata(ss('a'), [{ entry: masked, previousVersion: '7' }]), /XDSMetadataVersionError/);
+      await assert.rejects(xds.updateMetadata(ss('b'), [{ entry: { ...masked, hash: 'AB'.repeat(20) }, previousVersion: '1' }]), /cannot change/);
+      await xds.updateMetadata(ss('c'), [{ entry: masked, previousVersion: '1' }]);
+      const versions = (await xds.storedQuery('urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4', { $XDSDocumentEntryUniqueId: [`('${d.uniqueId}')`] })).objects.documents;
+      assert.deepEqual(versions.map((v) => [v.version, v.availabilityStatus]).sort(), [['1', Status.deprecated], ['2', Status.approved]]);
+      assert.ok(versions.find((v) => v.version === '2')!.confidentialityCodes.some((c) => c.code === 'MASQUE_PS'));
+      assert.equal(versions[0]!.lid, versions[1]!.lid);
+      const [doc] = await xds.retrieve([{ repositoryUniqueId: stored!.repositoryUniqueId!, documentUniqueId: d.uniqueId }]);
+      assert.equal(doc!.content.toString(), cdaFor(d).toString(), 'the content is unchanged');
+    });
+
+    test('a text/xml entry must carry a CDA whose id is its uniqueId and whose patient is its patient', async () => {
+      const d = entry();
+      await assert.rejects(xds.provideAndRegister({ objects: submission([d]), documents: new Map([[d.entryUUID, cdaFor(entry())]]) }), /uniqueId must be ClinicalDocument\/id/);
+      await assert.rejects(xds.provideAndRegister({ objects: submission([d]), documents: new Map([[d.entryUUID, Buffer.from('<report/>')]]) }), /not a readable CDA/);
     });
 
     test('refusals come back as RegistryErrorList with the XDS error code', async () => {
@@ -154,17 +181,17 @@ for (const dbCase of await testDatabases()) {
       await expectError(xds.findDocuments({ patientId: cx('180012345678965', FrOid.insNir) }), 'XDSUnknownPatientId', /no open DMP/);
 
       const ok = entry();
-      await xds.provideAndRegister({ objects: submission([ok]), documents: new Map([[ok.entryUUID, Buffer.from('x')]]) });
+      await xds.provideAndRegister({ objects: submission([ok]), documents: new Map([[ok.entryUUID, cdaFor(ok)]]) });
       const dup = entry({ uniqueId: ok.uniqueId });
-      await expectError(xds.provideAndRegister({ objects: submission([dup]), documents: new Map([[dup.entryUUID, Buffer.from('x')]]) }), 'XDSDuplicateUniqueIdInRegistry');
+      await expectError(xds.provideAndRegister({ objects: submission([dup]), documents: new Map([[dup.entryUUID, cdaFor(dup)]]) }), 'XDSDuplicateUniqueIdInRegistry');
       const noDoc = entry();
       await expectError(xds.provideAndRegister({ objects: submission([noDoc]), documents: new Map() }), 'XDSMissingDocument');
       const badHash = entry({ hash: 'deadbeef' });
-      await expectError(xds.provideAndRegister({ objects: submission([badHash]), documents: new Map([[badHash.entryUUID, Buffer.from('x')]]) }), 'XDSNonIdenticalHash');
+      await expectError(xds.provideAndRegister({ objects: submission([badHash]), documents: new Map([[badHash.entryUUID, cdaFor(badHash)]]) }), 'XDSNonIdenticalHash');
       const orphan = entry();
       const o = submission([orphan]);
       o.associations = [];
-      await expectError(xds.provideAndRegister({ objects: o, documents: new Map([[orphan.entryUUID, Buffer.from('x')]]) }), 'XDSRegistryMetadataError', /HasMember/);
+      await expectError(xds.provideAndRegister({ objects: o, documents: new Map([[orphan.entryUUID, cdaFor(orphan)]]) }), 'XDSRegistryMetadataError', /HasMember/);
       await expectError(xds.storedQuery('urn:uuid:00000000-0000-0000-0000-000000000000', {}), 'XDSUnknownStoredQuery');
       await expectError(xds.storedQuery('urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d', {}), 'XDSStoredQueryParamNumber');
       await expectError(xds.retrieve([{ repositoryUniqueId: dmp.registry.repositoryUniqueId, documentUniqueId: '1.2.3.404' }]), 'XDSDocumentUniqueIdError');
