@@ -161,6 +161,8 @@ export async function startDemoNetwork(opts: { work: string; log?: Logger; ports
     const thoraxReport = report({ studyUid: thorax2025.studyUid, accessionNumber: 'A-THX-25', effectiveTime: '20250310113000+0100', examCode: { code: 'ZBQK002', display: 'Scanographie du thorax' }, setId: 'D0000000-0000-4000-8000-000000000001', text: 'Scanner thoracique : pas de nodule.' });
     const kneeReport = report({ studyUid: knee2026.studyUid, accessionNumber: 'A-GEN-26', effectiveTime: '20260601150000+0200', examCode: { code: 'NZQN001', display: 'IRM du genou' }, setId: 'D0000000-0000-4000-8000-000000000002', text: 'IRM du genou droit : fissure méniscale interne.' });
     for (const r of [thoraxReport, kneeReport]) await hl7(a.hl7Port!, oruR01(r, imagingReportCda(r)));
+    // AA means queued: the demo goes on once A has published them.
+    await a.publisher!.queue.settled();
     // B's ADT feed: its patients and their local IPPs (Camille with her INS; Hélène by name only).
     const h = PATIENTS.helene;
     await hl7(b.hl7Port!, ['MSH|^~\\&|DPI|CABINET-B|OPENDRIM|CABINET-B|20261203080000||ADT^A28^ADT_A05|DEMO-ADT-1|P|2.5', `PID|||${c.ins}^^^ASIP-SANTE-INS-NIR&${INS_OID_TEST}&ISO^INS~${c.ippB}^^^CABINET-B&1.2.250.1.999.2&ISO^PI||${c.family}^${c.given}^^^^^L||${c.birthDate}|${c.sex}`].join('\r'));

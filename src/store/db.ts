@@ -300,9 +300,13 @@ export interface Database {
 export function openDatabase(opts: { databaseUrl?: string; dataDir: string }): Database {
   const url = opts.databaseUrl;
   if (url && /^postgres(ql)?:\/\//.test(url)) {
-    const pool = new pg.Pool({ connectionString: url, max: 10 });
-    // A broken connection in the pool must not crash the process; the next query reports it.
+    // Bounded waits: a silent database fails the request in seconds instead of holding a DICOM association open.
+    const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 10_000, statement_timeout: 30_000, query_timeout: 35_000, idle_in_transaction_session_timeout: 60_000 });
+    // A broken connection must not crash the process, idle in the pool or checked out by a query in flight (pg
+    // emits 'error' on the client itself, and an unhandled 'error' event ends a Node process): the query in
+    // flight fails, the client is discarded, the pool makes a new one.
     pool.on('error', () => undefined);
+    pool.on('connect', (client) => client.on('error', () => undefined));
     const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
     return { db, dialect: 'postgres', close: () => db.destroy() };
   }

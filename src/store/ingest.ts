@@ -136,7 +136,14 @@ export class Ingestor {
         return { outcome: 'duplicate', patientId: str(ds, '00100020'), studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
       }
       await this.blobs.commit(writer, key);
-      await this.index.writeInstance(rows, writer.bytes);
+      try {
+        await this.index.writeInstance(rows, writer.bytes);
+      } catch (e) {
+        // The database failed (a dropped connection, a timeout): the instance is refused, so a new file must not
+        // stay in storage with nothing pointing at it. A replaced file keeps its earlier row, which still fits.
+        if (!exists) await this.blobs.remove(key).catch((err) => this.opts.log.error({ err, key }, 'could not remove the file of an instance the index refused'));
+        throw new IngestError(`index failure: ${(e as Error).message}`, 'storage');
+      }
       const result: IngestResult = { outcome: exists ? 'replaced' : 'stored', patientId: str(ds, '00100020'), studyUid, seriesUid, sopUid, sopClassUid, bytes: writer.bytes };
       for (const l of this.listeners) {
         try {

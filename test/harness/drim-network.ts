@@ -77,6 +77,9 @@ export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAcces
     async publish(spec) {
       const ack = parseMessage(await sendMllp('127.0.0.1', a.hl7Port!, oruR01(spec, imagingReportCda(spec))));
       if (ack.segment('MSA')!.get(1) !== 'AA') throw new Error(`report not published: ${ack.segment('ERR')?.get(8)}`);
+      await a.publisher!.queue.settled();
+      const [last] = await a.publisher!.queue.list({ limit: 1 });
+      if (last?.status === 'failed') throw new Error(`report not published: ${last.error}`);
     },
     async stop() {
       await Promise.all([a.cleanup(), b.cleanup()]);

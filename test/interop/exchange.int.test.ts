@@ -129,6 +129,7 @@ describe('DRIMbox exchange: images served by the source box to trusted consumer 
     const spec = { ins: INS, ipp: 'IPP-A-7', family: 'PAT-ECHANGE', given: 'CAMILLE', birthDate: '19800615', sex: 'F' as const, studyUid: study.studyUid, accessionNumber: 'ACC-XCH-1', setId: 'B1C2D3E4-0000-4000-8000-000000000001', version: 1 };
     const ack = parseMessage(await sendMllp('127.0.0.1', a.hl7Port!, oruR01(spec, imagingReportCda(spec))));
     assert.equal(ack.segment('MSA')!.get(1), 'AA', ack.segment('ERR')?.get(8));
+    await a.publisher!.queue.settled();
     const xds = new XdsClient({ registryUrl: `${dmp.url}/registry`, repositoryUrl: `${dmp.url}/repository` });
     const kos = (await xds.findDocuments({ patientId: cx(INS, FrOid.insNirTest) })).objects.documents.find((d) => d.mimeType === 'application/dicom')!;
     const [doc] = await xds.retrieve([{ repositoryUniqueId: kos.repositoryUniqueId!, documentUniqueId: kos.uniqueId }]);
