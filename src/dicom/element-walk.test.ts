@@ -6,7 +6,7 @@ import path from 'node:path';
 import dcmjs from 'dcmjs';
 import { generateStudy } from '../../test/harness/gen-study.js';
 import { even, implicitElement, item, le16, le32, tagBytes, undefinedSq } from '../../test/harness/raw-dataset.js';
-import { pixelDataOffset } from './element-walk.js';
+import { pixelDataOffset, wholenessProblem } from './element-walk.js';
 import { explicitElement, fileMetaHeader, parseHeader, str } from './part10.js';
 import { rewritePatient, rewriteWhole } from './patient-rewrite.js';
 
@@ -147,4 +147,34 @@ test('a sequence encoded as UN of undefined length (valid, unreadable by dcmjs) 
   const out = rewritePatient(file, { patientId: 'IPP-B', issuer: 'B' });
   assert.equal(str(parseHeader(out, true).dataset, '00100020'), 'IPP-B');
   assert.ok(out.includes(Buffer.from('PRIVATE ')), 'the UN sequence is still in the file');
+});
+
+test('whole objects pass the wholeness check; every cut, and every bad length, is found without reading the pixels', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'whole-'));
+  try {
+    const ct = readFileSync(generateStudy({ out: dir, modality: 'CT', series: 1, slices: 1, rows: 32, cols: 32 }).files[0]!);
+    const { file: jpeg } = awkwardExplicit();
+    const check = (f: Buffer, prefix = 1024) => wholenessProblem(f.subarray(0, Math.min(prefix, f.length)), f.length, (o, n) => f.subarray(o, o + n));
+    assert.equal(check(ct), undefined);
+    assert.equal(check(ct, ct.length), undefined);
+    assert.equal(check(jpeg), undefined);
+    for (const f of [ct, jpeg]) {
+      // Every cut past the File Meta Information.
+      for (let cut = 140; cut < f.length; cut += 7) assert.ok(check(f.subarray(0, cut)), `cut at ${cut} of ${f.length} found`);
+    }
+    assert.match(check(ct.subarray(0, ct.length - 100))!, /Pixel Data is cut/);
+    assert.match(check(jpeg.subarray(0, jpeg.length - 8))!, /no sequence delimiter/);
+    // Pixel Data whose length does not cover the image (a file rewritten with a short, consistent length).
+    const px = pixelDataOffset(ct)!;
+    const short = Buffer.concat([ct.subarray(0, px + 8), le32(100), ct.subarray(px + 12, px + 12 + 100)]);
+    assert.match(check(short)!, /need 2048/);
+    // A header element whose length runs past the data.
+    const bad = Buffer.from(ct);
+    const nameAt = bad.indexOf(Buffer.from([0x10, 0x00, 0x10, 0x00]), 132);
+    bad.writeUInt16LE(0xfff0, nameAt + 6);
+    assert.ok(check(bad), 'a bad element length is found');
+    assert.equal(check(Buffer.from('not dicom at all')), 'the File Meta Information is not readable');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -7,6 +7,8 @@
  * Only the little-endian syntaxes are walked (implicit, explicit, and every encapsulated one); deflated and
  * big-endian files, and anything malformed, give `undefined` and callers take their general path.
  */
+import { isImageSopClass } from './uids.js';
+
 export const IMPLICIT_LE = '1.2.840.10008.1.2';
 const BIG_ENDIAN = '1.2.840.10008.1.2.2';
 const DEFLATED = new Set(['1.2.840.10008.1.2.1.99', '1.2.840.10008.1.2.8.1']);
@@ -19,7 +21,11 @@ export const SEQUENCE_END = 0xfffee0dd;
 export const PIXEL_DATA = 0x7fe00010;
 const MAX_DEPTH = 64;
 
-class Malformed extends Error {}
+class Malformed extends Error {
+  constructor(message = '') {
+    super(message);
+  }
+}
 
 export interface Element {
   tag: number;
@@ -233,4 +239,110 @@ export function headerWithoutUnSequences(part10: Buffer): { header: Buffer; drop
   if (!dropped.length) return undefined;
   const kept = layout.elements.filter((e) => !(e.vr === 'UN' && e.length === UNDEFINED)).map((e) => part10.subarray(e.start, e.end));
   return { header: Buffer.concat([part10.subarray(0, layout.datasetStart), ...kept]), dropped: dropped.map((e) => e.tag) };
+}
+
+/** Reads `length` bytes of the object at `offset` (fewer at its end). */
+export type ReadAt = (offset: number, length: number) => Buffer;
+
+const us = (buf: Buffer, el: Element) => (el.length >= 2 ? buf.readUInt16LE(el.value) : undefined);
+const is = (buf: Buffer, el: Element) => {
+  const n = Number(buf.toString('latin1', el.value, el.value + el.length).trim());
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+};
+
+/**
+ * Why a received object is not a whole Part 10 data set, or undefined when it is: every element's length within
+ * the data and the last one ending with it; native Pixel Data as long as Rows × Columns × Samples per Pixel ×
+ * Number of Frames × Bits Allocated says; encapsulated Pixel Data a run of items ended by its delimiter. Reads only
+ * the header (`head`, the object's first bytes or all of it) and, through `readAt`, the item headers of
+ * encapsulated pixels and what follows Pixel Data: never the pixels. Big-endian and deflated objects are not
+ * walked (undefined; their decoder checks them).
+ */
+export function wholenessProblem(head: Buffer, total: number, readAt: ReadAt): string | undefined {
+  let meta: { transferSyntax: string; datasetStart: number };
+  try {
+    meta = metaOf(head);
+  } catch {
+    return 'the File Meta Information is not readable';
+  }
+  if (meta.transferSyntax === BIG_ENDIAN || DEFLATED.has(meta.transferSyntax)) return undefined;
+  if (meta.datasetStart >= total) return 'the object ends with its File Meta Information: no data set';
+  const implicit = meta.transferSyntax === IMPLICIT_LE;
+  const hex = (tag: number) => `(${(tag >>> 16).toString(16).padStart(4, '0')},${(tag & 0xffff).toString(16).padStart(4, '0')})`;
+  let buf = head;
+  const geometry: Record<string, number | undefined> = {};
+  let sopClass = '';
+  /** Walks top-level elements of `b` from `off`; Pixel Data is handed back to the caller. */
+  const walk = (b: Buffer, off: number, end: number): { pixel?: Element; off: number } => {
+    while (off < end) {
+      const el = readElement(b, off, implicit);
+      if (el.tag >>> 16 === 0xfffe) throw new Malformed(`an item tag ${hex(el.tag)} at the top level (offset ${off})`);
+      if (el.tag === PIXEL_DATA || el.tag === 0x7fe00008 || el.tag === 0x7fe00009) return { pixel: el, off };
+      if (el.length !== UNDEFINED && el.value + el.length > end) throw new Malformed(`element ${hex(el.tag)} declares ${el.length} bytes, past the end of the data`);
+      if (el.tag === 0x00280010) geometry.rows = us(b, el);
+      else if (el.tag === 0x00280011) geometry.columns = us(b, el);
+      else if (el.tag === 0x00280002) geometry.samples = us(b, el);
+      else if (el.tag === 0x00280100) geometry.bits = us(b, el);
+      else if (el.tag === 0x00280008) geometry.frames = is(b, el);
+      else if (el.tag === 0x00080016) sopClass = b.toString('latin1', el.value, el.value + el.length).replace(/[\0 ]+$/, '');
+      off = skipValue(b, el, implicit, 0);
+    }
+    return { off };
+  };
+  try {
+    let r: { pixel?: Element; off: number };
+    try {
+      r = walk(buf, meta.datasetStart, buf.length);
+      if (!r.pixel && buf.length < total) throw new Malformed('header longer than the part read');
+    } catch (e) {
+      // The header did not fit in the part read: walk the whole object (rare: huge headers or no pixel data).
+      if (!(e instanceof Malformed || e instanceof RangeError) || buf.length >= total) throw e;
+      buf = readAt(0, total);
+      r = walk(buf, meta.datasetStart, total);
+    }
+    if (!r.pixel) {
+      if (r.off !== total) return `the data ends at byte ${total}, inside an element that starts at ${r.off}`;
+      // An image (Rows present) without pixel data is an object cut just before its pixels.
+      return geometry.rows || isImageSopClass(sopClass) ? 'the image has no Pixel Data (the object ends before its pixels)' : undefined;
+    }
+    const px = r.pixel;
+    let after: number;
+    if (px.length !== UNDEFINED) {
+      after = px.value + px.length;
+      if (after > total) return `Pixel Data is cut: ${total - px.value} of its ${px.length} bytes received`;
+      const { rows, columns, samples = 1, bits, frames = 1 } = geometry;
+      if (px.tag === PIXEL_DATA && rows && columns && bits) {
+        const expected = Math.ceil((rows * columns * samples * frames * bits) / 8);
+        if (px.length < expected) return `Pixel Data holds ${px.length} bytes; ${rows} rows × ${columns} columns × ${samples} samples × ${frames} frames × ${bits} bits need ${expected}`;
+      }
+    } else {
+      // Encapsulated: items (offset table, fragments) up to the sequence delimiter.
+      let off = px.value;
+      let items = 0;
+      for (;;) {
+        if (off + 8 > total) return `encapsulated Pixel Data is cut after ${items} items (no sequence delimiter)`;
+        const h = readAt(off, 8);
+        const tag = ((h.readUInt16LE(0) << 16) | h.readUInt16LE(2)) >>> 0;
+        const length = h.readUInt32LE(4);
+        if (tag === SEQUENCE_END) {
+          after = off + 8;
+          break;
+        }
+        if (tag !== ITEM || length === UNDEFINED) return `encapsulated Pixel Data: item ${items} at offset ${off} is not a fragment (${hex(tag)})`;
+        if (off + 8 + length > total) return `encapsulated Pixel Data: fragment ${items} is cut (${length} bytes declared, ${total - off - 8} received)`;
+        off += 8 + length;
+        items++;
+      }
+      if (items < 2) return 'encapsulated Pixel Data has no fragment';
+    }
+    if (after === total) return undefined;
+    // Elements after Pixel Data (trailing padding, rarely others): they too must end with the data.
+    const rest = readAt(after, total - after);
+    const end = walk(rest, 0, rest.length);
+    return end.pixel || end.off !== rest.length ? `the data after Pixel Data is not whole` : undefined;
+  } catch (e) {
+    if (e instanceof Malformed) return e.message ? `malformed data set: ${e.message}` : 'malformed data set: an element runs past the end of the data';
+    if (e instanceof RangeError) return 'malformed data set: an element runs past the end of the data';
+    throw e;
+  }
 }

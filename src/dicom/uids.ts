@@ -32,6 +32,16 @@ export const TransferSyntax = {
  */
 const STORAGE_ROOTS = ['1.2.840.10008.5.1.4.1.1.', '1.2.840.10008.5.1.4.34.', '1.2.840.10008.5.1.4.43.', '1.2.840.10008.5.1.4.44.', '1.2.840.10008.5.1.4.45.'];
 
+/**
+ * Image Storage SOP classes (PS3.4 B.5): objects that must carry pixel data (CR, DX/MG/IO, US, CT, MR and their
+ * enhanced forms, NM, SC, XA/RF, breast tomosynthesis, parametric maps, VL, PET, RT Image). MR spectroscopy,
+ * SR, KOS, presentation states, waveforms, encapsulated documents and RT objects other than RT Image are not.
+ */
+const IMAGE_STORAGE = /^1\.2\.840\.10008\.5\.1\.4\.1\.1\.(1|1\.\d+(\.\d+)?|2(\.\d)?|3\.1|4(\.[134])?|6\.[12]|7(\.\d)?|12\.\d+(\.1)?|13\.1\.\d|20|30|77\.1\.\d+(\.\d+)?|128(\.1)?|130|481\.1)$/;
+export function isImageSopClass(uid: string): boolean {
+  return IMAGE_STORAGE.test(uid);
+}
+
 export function isStorageSopClass(uid: string): boolean {
   if (STORAGE_ROOTS.some((r) => uid.startsWith(r))) return true;
   return !uid.startsWith('1.2.840.10008.');

@@ -13,6 +13,7 @@ import { remoteFor } from './peers.js';
 /** C-STORE status for each reason an instance can be refused (PS3.4 B.2.3). */
 const STORE_STATUS: Record<IngestError['kind'], number> = {
   'not-dicom': 0xc000,
+  damaged: 0xc000,
   'missing-attribute': 0xc000,
   mismatch: 0xa900,
   'too-large': 0xa700,

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { imagingReportCda } from '../simulators/ris/reports.js';
 import { CdaError, readImagingReport, tsToUtcDtm } from './cda.js';
 
-const spec = { ins: '279035121518989', ipp: 'IPP101', family: 'PAT-TROIS', given: 'DOMINIQUE', birthDate: '19790328', sex: 'F' as const, studyUid: '1.2.3.4', accessionNumber: 'ACC1', setId: 'SET-1', version: 3, documentId: '1.2.250.1.999.7', effectiveTime: '20210108111700+0100' };
+const spec = { ins: '279035121518989', ipp: 'IPP101', family: 'PAT-TROIS', given: 'DOMINIQUE', birthDate: '19790328', sex: 'F' as const, modality: 'CT', region: { code: '51185008', display: 'Thorax' }, studyUid: '1.2.3.4', accessionNumber: 'ACC1', setId: 'SET-1', version: 3, documentId: '1.2.250.1.999.7', effectiveTime: '20210108111700+0100' };
 
 test('reads the CI-SIS header: ids, version, patient INS and IPP, authors, study and accession', () => {
   const r = readImagingReport(imagingReportCda(spec));

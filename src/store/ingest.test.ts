@@ -131,6 +131,12 @@ test('an instance whose names use ISO 2022 code extensions (Japanese) is stored 
       el(0x00100020, 'LO', even('JP1')),
       el(0x0020000d, 'UI', even(study, '\0')),
       el(0x0020000e, 'UI', even(newUid(), '\0')),
+      // A Secondary Capture is an image: a 1×2 pixel one, so that the object is whole.
+      el(0x00280002, 'US', le16(1)),
+      el(0x00280010, 'US', le16(1)),
+      el(0x00280011, 'US', le16(2)),
+      el(0x00280100, 'US', le16(8)),
+      Buffer.concat([tagBytes(0x7fe00010), Buffer.from('OB'), le16(0), Buffer.from([2, 0, 0, 0]), Buffer.from([7, 9])]),
     ]);
     const w = store.ingestor().begin();
     w.end(Buffer.concat([fileMetaHeader({ sopClassUid: '1.2.840.10008.5.1.4.1.1.7', sopInstanceUid: '1.2.3.4.5', transferSyntaxUid: '1.2.840.10008.1.2.1' }), ds]));

@@ -1,5 +1,7 @@
+import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../common/log.js';
+import { wholenessProblem } from '../dicom/element-walk.js';
 import { DicomParseError, parseHeader, str, withBulkData, type DicomJson, type ParsedHeader } from '../dicom/part10.js';
 import { FsBlobStore, type BlobStore, type BlobWriter } from './blobs.js';
 import type { StudyIndex } from './study-index.js';
@@ -17,11 +19,28 @@ export interface IngestResult {
 }
 
 /** The instance was refused; `reason` is fit to show the sender. Nothing was stored. */
+/** Bytes of a file by position (the pixel data itself is never read: only item headers and what follows it). */
+function readRange(file: string, offset: number, length: number): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const out = Buffer.alloc(length);
+    let n = 0;
+    while (n < length) {
+      const r = readSync(fd, out, n, length - n, offset + n);
+      if (r === 0) break;
+      n += r;
+    }
+    return out.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export class IngestError extends Error {
   override name = 'IngestError';
   constructor(
     message: string,
-    readonly kind: 'not-dicom' | 'missing-attribute' | 'mismatch' | 'too-large' | 'storage',
+    readonly kind: 'not-dicom' | 'damaged' | 'missing-attribute' | 'mismatch' | 'too-large' | 'storage',
   ) {
     super(message);
   }
@@ -130,6 +149,9 @@ export class Ingestor {
     }
     try {
       if (checked instanceof Error) throw checked;
+      // A truncated or damaged object is refused before it is acknowledged: served later, it would fail to render.
+      const damage = wholenessProblem(writer.prefix, writer.bytes, (offset, length) => readRange(writer.tempPath, offset, length));
+      if (damage) throw new IngestError(`the object is not a whole DICOM data set: ${damage}`, 'damaged');
       const { ds, sopUid, sopClassUid, studyUid, seriesUid, key, rows, exists } = checked;
       if (exists && this.opts.duplicates === 'keep') {
         await writer.discard();

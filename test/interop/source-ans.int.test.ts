@@ -51,7 +51,7 @@ describe('ANS session, source function: exams played in order on one box', { ski
     const studyUid = `1.2.250.1.213.4.5.2.1.${n}.${Date.now() % 100000}`;
     if (o.store !== false) await storeStudy(letter, studyUid);
     else studies.set(letter, { studyUid, sopUids: [] });
-    return { ...patient, studyUid, accessionNumber: `ACN${n}`, accessionRoot: ACCESSION_ROOT, placerOrderNumber: `OPN${n}`, setId: SHARED_SET_ID, version: o.version ?? 1, documentId: o.documentId ?? `1.2.250.1.213.4.5.4.${n}`, effectiveTime: '20210108111700+0100', examCode: { code: 'ACQH004', display: 'Scanographie du crâne' } };
+    return { ...patient, studyUid, accessionNumber: `ACN${n}`, accessionRoot: ACCESSION_ROOT, placerOrderNumber: `OPN${n}`, setId: SHARED_SET_ID, version: o.version ?? 1, documentId: o.documentId ?? `1.2.250.1.213.4.5.4.${n}`, effectiveTime: '20210108111700+0100', examCode: { code: 'ACQH004', display: 'Scanographie du crâne' }, modality: 'CT', region: { code: '774007', display: 'structure de la tête et/ou du cou' } };
   }
   async function storeStudy(letter: string, studyUid: string) {
     const g = generateStudy({ out: path.join(work, letter), modality: 'CT', series: 1, slices: 2, rows: 32, cols: 32, patientId: 'IPP101', patientName: 'PAT-TROIS^DOMINIQUE', accession: `ACN-${letter}`, studyUid });

@@ -48,6 +48,9 @@ export interface ReportSpec extends PatientSpec {
   /** HL7 TS of the report's validation. */
   effectiveTime?: string;
   examCode?: { code: string; display: string };
+  /** The acquisition modality and anatomical region translations of the act; left out when not given. */
+  modality?: string;
+  region?: { code: string; display: string };
   radiologist?: { rpps: string; family: string; given: string };
   organisation?: { finess: string; name: string };
   /** healthCareFacility/code (TRE_R02 SecteurActivite) and the organisation's standardIndustryClassCode. */
@@ -84,7 +87,7 @@ export function reportPdf(lines: string[]): Buffer {
 
 /** The exams of a report spec: its own list, or the single exam its top-level fields describe. */
 export function examsOf(s: ReportSpec): ExamSpec[] {
-  return s.exams ?? [{ studyUid: s.studyUid, accessionNumber: s.accessionNumber, accessionRoot: s.accessionRoot, placerOrderNumber: s.placerOrderNumber, ccam: s.examCode }];
+  return s.exams ?? [{ studyUid: s.studyUid, accessionNumber: s.accessionNumber, accessionRoot: s.accessionRoot, placerOrderNumber: s.placerOrderNumber, ccam: s.examCode, modality: s.modality, region: s.region }];
 }
 
 /** A CI-SIS IMG-CR-IMG report (CDA R2 level 1, PDF body) laid out as the ANS DRIM-M reports are. */
@@ -104,13 +107,13 @@ export function imagingReportCda(s: ReportSpec): string {
   const event = (e: ExamSpec) => {
     const act = e.act ?? { code: '24627-2', display: 'CT Chest' };
     const ccam = e.ccam ?? { code: 'ZBQK002', display: 'Radiographie du thorax' };
-    const region = e.region ?? { code: '51185008', display: 'Thorax' };
+
     return `<documentationOf><serviceEvent classCode="ACT">
     ${e.studyUid ? `<id root="${x(e.studyUid)}"/>` : ''}
     <code code="${x(act.code)}" displayName="${x(act.display)}" codeSystem="2.16.840.1.113883.6.1" codeSystemName="LOINC">
       <translation code="${x(ccam.code)}" displayName="${x(ccam.display)}" codeSystem="1.2.250.1.213.2.5" codeSystemName="CCAM"/>
-      <translation code="${x(e.modality ?? 'CT')}" displayName="${x(e.modality ?? 'CT')}" codeSystem="1.2.840.10008.2.16.4" codeSystemName="DCM"><qualifier><name code="121139" displayName="Modalité d'imagerie" codeSystem="1.2.840.10008.2.16.4"/></qualifier></translation>
-      <translation code="${x(region.code)}" displayName="${x(region.display)}" codeSystem="2.16.840.1.113883.6.96" codeSystemName="SNOMED CT"><qualifier><name code="39111-0" displayName="localisation anatomique" codeSystem="2.16.840.1.113883.6.1"/></qualifier></translation>
+      ${e.modality ? `<translation code="${x(e.modality)}" displayName="${x(e.modality)}" codeSystem="1.2.840.10008.2.16.4" codeSystemName="DCM"><qualifier><name code="121139" displayName="Modalité d'imagerie" codeSystem="1.2.840.10008.2.16.4"/></qualifier></translation>` : ''}
+      ${e.region ? `<translation code="${x(e.region.code)}" displayName="${x(e.region.display)}" codeSystem="2.16.840.1.113883.6.96" codeSystemName="SNOMED CT"><qualifier><name code="39111-0" displayName="localisation anatomique" codeSystem="2.16.840.1.113883.6.1"/></qualifier></translation>` : ''}
     </code>
     <effectiveTime><low value="${x(e.start ?? `${when.slice(0, 8)}080000+0100`)}"/><high value="${x(e.stop ?? `${when.slice(0, 8)}083000+0100`)}"/></effectiveTime>
     <performer typeCode="PRF">${person('assignedEntity')}</performer>

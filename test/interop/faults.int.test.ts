@@ -1,0 +1,188 @@
+/**
+ * Faults the node must survive without crashing, storing a broken object or losing an acknowledged one:
+ * PostgreSQL connections killed during an ingest (DCMTK's storescu as the modality), and damaged objects (cut
+ * files, lengths running past the data, Pixel Data shorter than the image) mixed with whole ones, by C-STORE and
+ * STOW-RS.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { generateStudy } from '../harness/gen-study.js';
+import { createPostgresDatabase, type TestDatabase } from '../harness/databases.js';
+import { haveCommand } from '../harness/peers.js';
+import { startTestNode } from '../harness/node.js';
+import { associateRq, cStoreCommand, pdata, RawAssociation } from '../harness/raw-dicom.js';
+import { le32 } from '../harness/raw-dataset.js';
+import { pixelDataOffset } from '../../src/dicom/element-walk.js';
+
+const CT = '1.2.840.10008.5.1.4.1.1.2';
+const EXPLICIT = '1.2.840.10008.1.2.1';
+
+/** Every file under a directory (the node's storage), recursively. */
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...filesUnder(p));
+    else out.push(p);
+  }
+  return out;
+}
+
+/** storescu's verdict per file, from its verbose log: which instances the node acknowledged. */
+async function storescu(port: number, files: string[]): Promise<{ acknowledged: string[]; refused: number; code: number | null }> {
+  const child = spawn('storescu', ['-v', '-nh', '-aec', 'OPENDRIM', '-aet', 'STORESCU', '127.0.0.1', String(port), ...files], { env: { ...process.env, TCP_NODELAY: '1' } });
+  let log = '';
+  child.stdout.on('data', (d) => (log += d));
+  child.stderr.on('data', (d) => (log += d));
+  const code = await new Promise<number | null>((r) => child.on('close', r));
+  const acknowledged: string[] = [];
+  let refused = 0;
+  let current: string | undefined;
+  for (const line of log.split('\n')) {
+    const sending = /Sending file: (.+)$/.exec(line);
+    if (sending) current = sending[1]!.trim();
+    else if (/Received Store Response \(Success\)/.test(line) && current) acknowledged.push(current);
+    else if (/Received Store Response/.test(line)) refused++;
+  }
+  return { acknowledged, refused, code };
+}
+
+describe('faults', { skip: haveCommand('storescu') ? false : 'DCMTK is not installed' }, () => {
+  let work: string;
+  before(() => {
+    work = mkdtempSync(path.join(tmpdir(), 'faults-'));
+  });
+  after(() => rmSync(work, { recursive: true, force: true }));
+
+  test('PostgreSQL connections killed again and again during a 900-instance storescu send: the node stays up, every acknowledged instance is served, no orphan file', { skip: process.env.TEST_DATABASE_URL ? false : 'TEST_DATABASE_URL is not set', timeout: 300_000 }, async () => {
+    let db: TestDatabase | undefined;
+    let node: Awaited<ReturnType<typeof startTestNode>> | undefined;
+    const admin = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
+    try {
+      db = await createPostgresDatabase(process.env.TEST_DATABASE_URL!);
+      node = await startTestNode({ peers: [{ aeTitle: 'STORESCU', host: '127.0.0.1', port: 104 }] }, db.url);
+      const study = generateStudy({ out: path.join(work, 'pg'), modality: 'CT', series: 3, slices: 300, rows: 16, cols: 16 });
+      await admin.connect();
+      const dbName = new URL(db.url!).pathname.slice(1);
+      let kills = 0;
+      let stop = false;
+      const killer = (async () => {
+        while (!stop) {
+          await new Promise((r) => setTimeout(r, 150));
+          const r = await admin.query('select pg_terminate_backend(pid) as killed from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [dbName]);
+          kills += r.rows.filter((x) => x.killed).length;
+        }
+      })();
+      const sent = await storescu(node.dicomPort, study.files);
+      stop = true;
+      await killer;
+      assert.ok(kills >= 5, `backends were killed during the send (${kills})`);
+      const health = await fetch(`http://127.0.0.1:${node.httpPort}/health`);
+      assert.equal(health.status, 200, 'the node is up and its database reachable again');
+      assert.ok(sent.acknowledged.length > 0, 'some instances were stored');
+      assert.equal(sent.acknowledged.length + sent.refused, study.files.length, 'every instance got an answer');
+      // Every acknowledged instance is indexed and its bytes are served.
+      const stored = new Set<string>();
+      for (let offset = 0; ; offset += 1000) {
+        const page = (await (await fetch(`http://127.0.0.1:${node.httpPort}/dicom-web/studies/${study.studyUid}/instances?limit=1000&offset=${offset}`)).json().catch(() => [])) as Array<Record<string, { Value?: string[] }>>;
+        for (const i of page) stored.add(i['00080018']!.Value![0]!);
+        if (page.length < 1000) break;
+      }
+      const sopOf = new Map(study.files.map((f, i) => [f, study.sopUids[i]!]));
+      for (const f of sent.acknowledged) assert.ok(stored.has(sopOf.get(f)!), `acknowledged ${path.basename(f)} is indexed`);
+      const sample = sent.acknowledged.filter((_, i) => i % 50 === 0);
+      for (const f of sample) {
+        const series = study.seriesUids.find((s) => readFileSync(f).includes(Buffer.from(s)))!;
+        const r: Response = await fetch(`http://127.0.0.1:${node.httpPort}/dicom-web/studies/${study.studyUid}/series/${series}/instances/${sopOf.get(f)}`, { headers: { accept: 'multipart/related; type="application/dicom"' } });
+        assert.equal(r.status, 200);
+        assert.ok((await r.arrayBuffer()).byteLength > statSync(f).size - 1024, 'the bytes are served whole');
+      }
+      // No file in storage without its index row.
+      const files = filesUnder(path.join(node.config.dataDir, 'storage')).filter((f) => f.endsWith('.dcm'));
+      assert.equal(files.length, stored.size, `${files.length} files for ${stored.size} indexed instances`);
+    } finally {
+      await admin.end().catch(() => undefined);
+      await node?.cleanup();
+      await db?.drop();
+    }
+  });
+
+  test('damaged objects among whole ones, by C-STORE and STOW-RS: every damaged one refused and not kept, every whole one stored', { timeout: 300_000 }, async () => {
+    const node = await startTestNode({ peers: [{ aeTitle: 'RAW', host: '127.0.0.1', port: 104 }] });
+    try {
+      const good = generateStudy({ out: path.join(work, 'good'), modality: 'CT', series: 1, slices: 400, rows: 16, cols: 16 });
+      const bad = generateStudy({ out: path.join(work, 'bad'), modality: 'CT', series: 1, slices: 600, rows: 16, cols: 16 });
+      let seed = 42;
+      const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      /** 400 cut anywhere past the File Meta Information, 100 with a header length past the data, 100 with short Pixel Data. */
+      const damaged = bad.files.map((f, i) => {
+        const b = readFileSync(f);
+        const px = pixelDataOffset(b)!;
+        if (i < 400) return b.subarray(0, 200 + Math.floor(random() * (b.length - 201)));
+        if (i < 500) {
+          const m = Buffer.from(b);
+          // (0010,0010) Patient's Name: a 2-byte length beyond what follows.
+          const at = m.indexOf(Buffer.from([0x10, 0x00, 0x10, 0x00, 0x50, 0x4e]), 132);
+          m.writeUInt16LE(Math.min(0xffff, m.length - at + 2 + Math.floor(random() * 1000)), at + 6);
+          return m;
+        }
+        return Buffer.concat([b.subarray(0, px + 8), le32(64), b.subarray(px + 12, px + 12 + 64)]);
+      });
+      const datasetOf = (b: Buffer) => b.subarray(b.readUInt32LE(140) + 144);
+      const mixed = [...good.files.map((f, i) => ({ bytes: readFileSync(f), sop: good.sopUids[i]!, whole: true })), ...damaged.map((b, i) => ({ bytes: b, sop: bad.sopUids[i]!, whole: false }))].sort(() => random() - 0.5);
+      const cstore = mixed.slice(0, 500);
+      const stow = mixed.slice(500);
+
+      // C-STORE over one association, the data set bytes exactly as they are.
+      const a = await RawAssociation.connect(node.dicomPort);
+      a.send(associateRq('OPENDRIM', 'RAW', [{ id: 1, abstract: CT, syntaxes: [EXPLICIT] }], 65536));
+      assert.ok(await a.waitFor((b) => b[0] === 0x02));
+      const statuses: number[] = [];
+      for (const [i, x] of cstore.entries()) {
+        const before = a.data.length;
+        a.send(pdata(1, true, true, cStoreCommand(CT, x.sop, i + 1)));
+        const ds = datasetOf(x.bytes);
+        for (let off = 0; off < ds.length; off += 16000) a.send(pdata(1, false, off + 16000 >= ds.length, ds.subarray(off, off + 16000)));
+        if (!ds.length) a.send(pdata(1, false, true, Buffer.alloc(0)));
+        const marker = Buffer.from([0x00, 0x00, 0x00, 0x09, 0x02, 0x00, 0x00, 0x00]);
+        assert.ok(await a.waitFor((b) => b.indexOf(marker, before) >= 0, 10_000), `a response to instance ${i}`);
+        statuses.push(a.data.readUInt16LE(a.data.indexOf(marker, before) + 8));
+      }
+      a.destroy();
+      const wrong = cstore.map((x, i) => ({ x, s: statuses[i]! })).filter(({ x, s }) => (x.whole ? s !== 0 : s === 0));
+      assert.deepEqual(wrong.map(({ x, s }) => `${x.whole ? 'whole' : 'damaged'} ${x.sop}: 0x${s.toString(16)}`), []);
+      assert.ok(statuses.every((s, i) => cstore[i]!.whole || s === 0xc000), 'damaged objects get 0xC000');
+
+      // STOW-RS, fifty parts per request.
+      for (let i = 0; i < stow.length; i += 50) {
+        const parts = stow.slice(i, i + 50);
+        const boundary = `b${i}`;
+        const body = Buffer.concat([...parts.flatMap((p) => [Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), p.bytes, Buffer.from('\r\n')]), Buffer.from(`--${boundary}--\r\n`)]);
+        const r = await fetch(`http://127.0.0.1:${node.httpPort}/dicom-web/studies`, { method: 'POST', headers: { 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}`, accept: 'application/dicom+json' }, body });
+        const answer = (await r.json()) as Record<string, { Value?: Array<Record<string, { Value?: unknown[] }>> }>;
+        const failed = (answer['00081198']?.Value ?? []).length;
+        const referenced = (answer['00081199']?.Value ?? []).map((x) => x['00081155']?.Value?.[0]);
+        assert.equal(failed, parts.filter((p) => !p.whole).length, 'every damaged part listed as failed');
+        assert.deepEqual(referenced.sort(), parts.filter((p) => p.whole).map((p) => p.sop).sort(), 'every whole part stored');
+      }
+
+      // What the index holds: exactly the whole objects.
+      const indexed = new Set<string>();
+      for (const studyUid of [good.studyUid, bad.studyUid]) {
+        const list = (await (await fetch(`http://127.0.0.1:${node.httpPort}/dicom-web/studies/${studyUid}/instances?limit=2000`)).json().catch(() => [])) as Array<Record<string, { Value?: string[] }>>;
+        for (const i of list) indexed.add(i['00080018']!.Value![0]!);
+      }
+      assert.equal(indexed.size, 400);
+      assert.ok(good.sopUids.every((s) => indexed.has(s)));
+      const kept = filesUnder(path.join(node.config.dataDir, 'storage')).filter((f) => f.endsWith('.dcm'));
+      assert.equal(kept.length, 400, 'no damaged file kept in storage');
+    } finally {
+      await node.cleanup();
+    }
+  });
+});
