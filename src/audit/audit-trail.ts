@@ -67,22 +67,70 @@ export class AuditTrail {
     private readonly log: Logger,
   ) {}
 
-  /** Records an event. Never throws: a failure to audit is logged loudly and counted, the caller goes on. */
+  /** Events the database could not take yet (a full disk, an outage): kept, in order, and written once it can. */
+  private readonly backlog: Array<AuditEvent & { at: string }> = [];
+  private retryTimer: NodeJS.Timeout | undefined;
+  private lost = 0;
+  /** Past this many waiting events the oldest are written to the log in full (never dropped without a trace). */
+  static readonly MAX_BACKLOG = 100_000;
+
+  get backlogSize(): number {
+    return this.backlog.length;
+  }
+
+  /**
+   * Records an event. Never throws: when the database cannot take it, the event is kept in memory in order and
+   * retried every few seconds (its time is the time it happened), and the failure is logged loudly and counted.
+   */
   record(e: AuditEvent): Promise<void> {
-    const p = this.chain.then(() => this.append(e)).catch((err: Error) => {
-      this.log.error({ err, action: e.action }, 'AUDIT RECORD LOST: could not append to the audit trail');
-    });
+    const event = { ...e, at: new Date().toISOString() };
+    const p = this.chain
+      .then(() => (this.backlog.length ? Promise.reject(new Error('earlier records are still waiting')) : this.append(event)))
+      .catch((err: Error) => this.keep(event, err));
     this.chain = p;
     return p;
   }
 
-  private async append(e: AuditEvent): Promise<void> {
+  private keep(event: AuditEvent & { at: string }, err: Error): void {
+    this.backlog.push(event);
+    if (this.backlog.length > AuditTrail.MAX_BACKLOG) {
+      const oldest = this.backlog.shift()!;
+      this.lost++;
+      this.log.fatal({ record: oldest, lostSoFar: this.lost }, 'AUDIT BACKLOG FULL: the oldest waiting record is written here in full instead of to the trail');
+    }
+    if (this.backlog.length === 1 || this.backlog.length % 1000 === 0) this.log.error({ err, action: event.action, waiting: this.backlog.length }, 'audit records cannot be written to the trail yet: kept in memory and retried');
+    this.retryTimer ??= setTimeout(() => {
+      this.retryTimer = undefined;
+      this.chain = this.chain.then(() => this.writeBacklog());
+    }, 5000);
+    this.retryTimer.unref();
+  }
+
+  /** Writes the waiting events in order; stops at the first failure and tries again later. */
+  private async writeBacklog(): Promise<void> {
+    while (this.backlog.length) {
+      try {
+        await this.append(this.backlog[0]!);
+      } catch (err) {
+        this.retryTimer ??= setTimeout(() => {
+          this.retryTimer = undefined;
+          this.chain = this.chain.then(() => this.writeBacklog());
+        }, 5000);
+        this.retryTimer.unref();
+        return;
+      }
+      this.backlog.shift();
+      if (!this.backlog.length) this.log.warn('waiting audit records written to the trail');
+    }
+  }
+
+  private async append(e: AuditEvent & { at?: string }): Promise<void> {
     const record = await this.db.transaction().execute(async (trx) => {
       if (this.dialect === 'postgres') await sql`select pg_advisory_xact_lock(4242001)`.execute(trx);
       const last = await trx.selectFrom('audit_events').select(['id', 'hash']).orderBy('id', 'desc').limit(1).executeTakeFirst();
       const prevHash = last?.hash ?? GENESIS;
       const row = {
-        at: new Date().toISOString(),
+        at: e.at ?? new Date().toISOString(),
         actor_type: e.actorType,
         actor_id: e.actorId,
         actor_address: e.actorAddress ?? null,
@@ -108,9 +156,17 @@ export class AuditTrail {
     }
   }
 
-  /** Waits for the records queued so far (tests, shutdown). */
-  async flush(): Promise<void> {
+  /** Waits for the records queued so far (tests, shutdown); waiting records get one more try, then go to the log. */
+  async flush(final = false): Promise<void> {
     await this.chain;
+    if (this.backlog.length) {
+      this.chain = this.chain.then(() => this.writeBacklog());
+      await this.chain;
+    }
+    if (final && this.backlog.length) {
+      if (this.retryTimer) clearTimeout(this.retryTimer);
+      for (const record of this.backlog.splice(0)) this.log.fatal({ record }, 'AUDIT RECORD NOT WRITTEN at shutdown: written here in full');
+    }
   }
 
   async search(q: { patientId?: string; actorId?: string; action?: string; studyUid?: string; from?: string; to?: string; limit?: number; offset?: number }): Promise<AuditRecord[]> {

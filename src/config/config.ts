@@ -56,9 +56,11 @@ export const ConfigSchema = z
          * Turning it off is faster on slow disks but a power cut can lose instances the sender thinks stored.
          */
         fsync: z.boolean().default(true),
+        /** Below this much free space on the storage file system, receiving is refused (associations, STOW-RS) and /health is degraded. */
+        minFreeMegabytes: z.number().nonnegative().default(1024),
       })
       .strict()
-      .default({ duplicates: 'keep', maxInstanceBytes: 4 * 1024 ** 3, fsync: true }),
+      .default({ duplicates: 'keep', maxInstanceBytes: 4 * 1024 ** 3, fsync: true, minFreeMegabytes: 1024 }),
     dicom: z
       .object({
         /** Accept associations from calling AE titles that are not in `peers`. */

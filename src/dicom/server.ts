@@ -48,7 +48,7 @@ export interface RemoteAe {
  */
 export interface DimseHandlers {
   /** undefined = accept; otherwise the reason to reject. */
-  checkAssociation(a: AssociationInfo): 'calling-ae' | 'called-ae' | undefined;
+  checkAssociation(a: AssociationInfo): 'calling-ae' | 'called-ae' | 'no-space' | undefined;
   openStore(a: AssociationInfo, req: { sopClassUid: string; sopInstanceUid: string; transferSyntaxUid: string }): StoreSink;
   find(a: AssociationInfo, q: DimseQuery): Promise<DicomJson[]>;
   /** Instances a C-MOVE or C-GET identifier selects. */
@@ -179,6 +179,8 @@ export class DicomServer {
     if (refusal) {
       handlers.onAssociation?.('reject', info, refusal);
       log.warn({ callingAe: rq.callingAe, calledAe: rq.calledAe, remote: info.remoteAddress, refusal }, 'association rejected');
+      // No space left is transient: the sender retries later (PS3.8 9.3.4: rejected-transient, local limit exceeded).
+      if (refusal === 'no-space') return { reject: { result: 2, source: 3, reason: 2 } };
       return { reject: { result: 1, source: 1, reason: refusal === 'calling-ae' ? 3 : 7 } };
     }
     const contexts: PresentationContextAc[] = rq.contexts.map((c) => {

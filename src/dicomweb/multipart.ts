@@ -71,10 +71,21 @@ export async function parseMultipart(
 
   const write = async (data: Buffer) => {
     if (!current || data.length === 0) return;
-    if (!current.writable.write(data)) {
-      await new Promise<void>((resolve, reject) => {
-        current!.writable.once('drain', resolve);
-        current!.writable.once('error', reject);
+    const w = current.writable;
+    // A part whose sink failed (a full disk) is read to its end and dropped: its own outcome says why, and the
+    // parts after it are still stored and listed.
+    if (w.errored || w.destroyed) return;
+    if (!w.write(data)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          w.off('drain', done);
+          w.off('error', done);
+          w.off('close', done);
+          resolve();
+        };
+        w.on('drain', done);
+        w.on('error', done);
+        w.on('close', done);
       });
     }
   };

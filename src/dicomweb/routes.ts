@@ -23,6 +23,7 @@ export interface DicomwebDeps {
   metrics: Metrics;
   log: Logger;
   audit?: AuditTrail;
+  space?: { low: boolean };
 }
 
 type Params = WadoParams;
@@ -215,5 +216,5 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
   }
 
   // ---------- STOW-RS ----------
-  await app.register(stowRoutes, { ingestor, metrics, log, maxBytes: config.dicomweb.maxStowBytes, baseUrl });
+  await app.register(stowRoutes, { ingestor, metrics, log, maxBytes: config.dicomweb.maxStowBytes, baseUrl, space: deps.space });
 }

@@ -16,6 +16,8 @@ export interface StowOptions {
   /** Largest request accepted, counted after decompression (a small gzip body cannot expand without bound). */
   maxBytes: number;
   baseUrl: (req: FastifyRequest) => string;
+  /** The storage's free space: while it is low, requests are answered 503 before any byte is written. */
+  space?: { low: boolean };
   /** Called for every instance stored, with the request it came in (e.g. to watch the study it belongs to). */
   onStored?: (req: FastifyRequest, result: IngestResult) => void | Promise<void>;
 }
@@ -29,6 +31,10 @@ export async function stowRoutes(app: FastifyInstance, opts: StowOptions): Promi
   app.addContentTypeParser('multipart/related', (_req, payload, done) => done(null, payload));
   const stow = async (req: FastifyRequest<{ Params: WadoParams }>, reply: FastifyReply) => {
     checkUids(req.params);
+    if (opts.space?.low) {
+      reply.header('Retry-After', '300');
+      throw new HttpError(503, 'the storage is almost full: instances are not accepted until space is freed');
+    }
     const ct = parseMediaType(req.headers['content-type']);
     if (ct.type !== 'multipart/related') throw new HttpError(415, 'STOW-RS takes multipart/related; type="application/dicom"');
     if (ct.params.type && ct.params.type !== 'application/dicom') throw new HttpError(415, `STOW-RS part type ${ct.params.type} is not supported (only application/dicom)`);

@@ -1,3 +1,4 @@
+import type { StorageSpace } from '../store/space.js';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../common/log.js';
 import type { AssociationInfo, DimseHandlers, DimseQuery, StoreSink } from '../dicom/server.js';
@@ -38,8 +39,8 @@ export function matchingKeys(identifier: DicomJson): Map<string, string> {
 }
 
 /** The node's answers to DIMSE requests, over its store and index. */
-export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingestor: Ingestor; blobs: BlobStore; metrics: Metrics; log: Logger; audit?: AuditTrail }): DimseHandlers {
-  const { config, index, ingestor, blobs, metrics, log, audit } = deps;
+export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingestor: Ingestor; blobs: BlobStore; metrics: Metrics; log: Logger; audit?: AuditTrail; space?: StorageSpace }): DimseHandlers {
+  const { config, index, ingestor, blobs, metrics, log, audit, space } = deps;
   /** Instances received per association and study, recorded as one audit event each when the association ends. */
   const received = new Map<number, Map<string, { patientId: string; stored: number; refused: number }>>();
   const retrieved = new WeakMap<OutboundInstance[], Map<string, { patientId?: string; instances: number }>>();
@@ -89,6 +90,7 @@ export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingesto
     checkAssociation(a: AssociationInfo) {
       if (config.dicom.checkCalledAe && a.calledAe !== config.aeTitle) return 'called-ae';
       if (!config.dicom.acceptUnknownCallingAe && !known().has(a.callingAe)) return 'calling-ae';
+      if (space?.low) return 'no-space';
       return undefined;
     },
 

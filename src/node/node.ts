@@ -12,6 +12,7 @@ import type { Ingestor } from '../store/ingest.js';
 import { openStore } from '../store/open-store.js';
 import { recoverTempFiles } from '../store/recover.js';
 import { Metrics } from '../ops/metrics.js';
+import { StorageSpace } from '../store/space.js';
 import { opsRoutes } from '../ops/routes.js';
 import { dicomwebRoutes } from '../dicomweb/routes.js';
 import { dimseHandlers } from './dimse-service.js';
@@ -116,6 +117,8 @@ export class OpenDrimNode {
   private readonly collectors: Array<() => Promise<void>> = [];
   private sessionSweep: NodeJS.Timeout | undefined;
   private shuttingDown = false;
+  /** Free space of the storage file system, watched while the node runs. */
+  space: StorageSpace | undefined;
 
   constructor(
     readonly config: Config,
@@ -141,11 +144,15 @@ export class OpenDrimNode {
     const { config, log, metrics } = this;
     const store = await openStore(config, log);
     ({ database: this.database, index: this.index, blobs: this.blobs, ingestor: this.ingestor } = store);
+    this.space = new StorageSpace(path.join(config.dataDir, 'storage'), config.storage.minFreeMegabytes * 1048576, log.child({ component: 'storage' }));
+    await this.space.start();
     const { recovered } = await recoverTempFiles(this.blobs, this.ingestor, log);
     if (recovered) log.warn({ recovered }, 'instances recovered from the temporary directory');
     const swept = await this.blobs.sweepTemp();
     if (swept) log.info({ swept }, 'removed temporary files left by an interrupted receive');
     this.audit = new AuditTrail(this.database.db, this.database.dialect, log.child({ component: 'audit' }));
+    const audit = this.audit;
+    this.collectors.unshift(async () => void metrics.auditBacklog.set(audit.backlogSize));
     const syslog = config.audit.syslog;
     if (syslog) {
       const m = tlsMaterial(config);
@@ -168,7 +175,7 @@ export class OpenDrimNode {
       maxPduLength: config.dicom.maxPduLength,
       maxAssociations: config.dicom.maxAssociations,
       idleTimeoutMs: config.dicom.idleTimeoutMs,
-      handlers: dimseHandlers({ config, index: this.index, ingestor: this.ingestor, blobs: this.blobs, metrics, log, audit: this.audit }),
+      handlers: dimseHandlers({ config, index: this.index, ingestor: this.ingestor, blobs: this.blobs, metrics, log, audit: this.audit, space: this.space }),
       log: log.child({ component: 'dimse' }),
     });
 
@@ -187,8 +194,8 @@ export class OpenDrimNode {
     this.http.addHook('onResponse', async (req, reply) => {
       metrics.httpLatency.observe({ route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     });
-    await this.http.register(opsRoutes, { index: this.index, blobs: this.blobs, metrics, isShuttingDown: () => this.shuttingDown, version: VERSION, collectors: this.collectors });
-    await this.http.register(dicomwebRoutes, { prefix: '/dicom-web', config, index: this.index, blobs: this.blobs, ingestor: this.ingestor, metrics, log, audit: this.audit });
+    await this.http.register(opsRoutes, { index: this.index, blobs: this.blobs, space: this.space, metrics, isShuttingDown: () => this.shuttingDown, version: VERSION, collectors: this.collectors });
+    await this.http.register(dicomwebRoutes, { prefix: '/dicom-web', config, index: this.index, blobs: this.blobs, ingestor: this.ingestor, metrics, log, audit: this.audit, space: this.space });
     await this.http.register(auditRoutes, { prefix: '/api/audit', audit: this.audit, config, log });
 
     if (config.incoming) this.prepareIncoming(config.incoming);
@@ -637,9 +644,10 @@ export class OpenDrimNode {
     this.prefetcher?.stop();
     this.worklist?.stop();
     this.studyCache?.stop();
+    this.space?.stop();
     await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close(), this.hl7?.close(graceMs), this.exchange?.close()]);
     await this.blobs?.close();
-    await this.audit?.flush();
+    await this.audit?.flush(true);
     await this.atna?.close();
     await this.database?.close();
     this.log.info('OpenDRIM node stopped');

@@ -16,6 +16,8 @@ export class Metrics {
   readonly prefetchReadyShare = new Gauge({ name: 'opendrim_prefetch_ready_before_appointment_ratio', help: 'Share of the appointments of the last 24 hours whose priors were ready before they began', registers: [this.registry] });
   readonly publications = new Counter({ name: 'opendrim_dmp_publications_total', help: 'Publication requests worked through, by outcome (published, replaced, withdrawn, failed, ...)', labelNames: ['outcome'], registers: [this.registry] });
   readonly publicationQueue = new Gauge({ name: 'opendrim_dmp_publication_queue', help: 'Entries of the publication queue, by status (pending, failed, done)', labelNames: ['status'], registers: [this.registry] });
+  readonly storageFree = new Gauge({ name: 'opendrim_storage_free_bytes', help: 'Free bytes on the storage file system (receiving stops below storage.minFreeMegabytes)', registers: [this.registry] });
+  readonly auditBacklog = new Gauge({ name: 'opendrim_audit_backlog', help: 'Audit records not yet written to the trail (database unavailable): kept and retried, never dropped', registers: [this.registry] });
   readonly indexSize = new Gauge({ name: 'opendrim_index_objects', help: 'Objects in the index, by level', labelNames: ['level'], registers: [this.registry] });
 
   constructor() {

@@ -6,8 +6,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -34,7 +34,8 @@ function filesUnder(dir: string): string[] {
 }
 
 /** storescu's verdict per file, from its verbose log: which instances the node acknowledged. */
-async function storescu(port: number, files: string[]): Promise<{ acknowledged: string[]; refused: number; code: number | null }> {
+async function storescu(port: number, files: string[]): Promise<{ acknowledged: string[]; refused: number; code: number | null; log: string; ms: number }> {
+  const t0 = Date.now();
   const child = spawn('storescu', ['-v', '-nh', '-aec', 'OPENDRIM', '-aet', 'STORESCU', '127.0.0.1', String(port), ...files], { env: { ...process.env, TCP_NODELAY: '1' } });
   let log = '';
   child.stdout.on('data', (d) => (log += d));
@@ -49,7 +50,7 @@ async function storescu(port: number, files: string[]): Promise<{ acknowledged: 
     else if (/Received Store Response \(Success\)/.test(line) && current) acknowledged.push(current);
     else if (/Received Store Response/.test(line)) refused++;
   }
-  return { acknowledged, refused, code };
+  return { acknowledged, refused, code, log, ms: Date.now() - t0 };
 }
 
 describe('faults', { skip: haveCommand('storescu') ? false : 'DCMTK is not installed' }, () => {
@@ -183,6 +184,59 @@ describe('faults', { skip: haveCommand('storescu') ? false : 'DCMTK is not insta
       assert.equal(kept.length, 400, 'no damaged file kept in storage');
     } finally {
       await node.cleanup();
+    }
+  });
+
+  test('a full disk: the sender is answered at once, nothing half stored, receiving refused until space returns, no audit record lost', { timeout: 300_000 }, async (t) => {
+    const mnt = path.join(work, 'small-disk');
+    mkdirSync(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', mnt], { stdio: 'ignore' });
+    } catch {
+      t.skip('mounting a tmpfs is not allowed here');
+      return;
+    }
+    let node: Awaited<ReturnType<typeof startTestNode>> | undefined;
+    try {
+      const dataDir = path.join(mnt, 'data');
+      node = await startTestNode({ dataDir, 'storage.minFreeMegabytes': 4, peers: [{ aeTitle: 'STORESCU', host: '127.0.0.1', port: 104 }] });
+      const study = generateStudy({ out: path.join(work, 'big'), modality: 'CT', series: 1, slices: 40, rows: 512, cols: 512 });
+      // Leave about 12 MB: room for some of the 40 half-megabyte instances, not for all.
+      const freeNow = () => Number(execFileSync('df', ['--output=avail', '-B1', mnt], { encoding: 'utf8' }).split('\n')[1]);
+      writeFileSync(path.join(mnt, 'ballast'), Buffer.alloc(freeNow() - 12 * 1048576));
+      const sent = await storescu(node.dicomPort, study.files);
+      assert.ok(sent.acknowledged.length > 5 && sent.acknowledged.length < 40, `some stored, the rest refused (${sent.acknowledged.length} stored)`);
+      assert.equal(sent.acknowledged.length + sent.refused, 40, 'every instance answered on the association');
+      assert.ok(sent.ms < 30_000, `answered at once, not at the idle timeout (${sent.ms} ms)`);
+      assert.match(sent.log, /Refused: OutOfResources/);
+      // Nothing half stored: every file in storage is indexed and whole; no temporary file is left.
+      const listed = (await (await fetch(`http://127.0.0.1:${node.httpPort}/dicom-web/studies/${study.studyUid}/instances`)).json().catch(() => [])) as unknown[];
+      const kept = filesUnder(path.join(dataDir, 'storage')).filter((f) => f.endsWith('.dcm'));
+      assert.equal(kept.length, listed.length);
+      assert.ok(kept.every((f) => statSync(f).size > 500_000), 'every kept file is whole');
+      // Low space: /health says so, new associations and STOW requests are refused.
+      const health = await fetch(`http://127.0.0.1:${node.httpPort}/health`);
+      assert.equal(health.status, 503);
+      assert.match(JSON.stringify(await health.json()), /below the 4 MB threshold/);
+      const refused = await storescu(node.dicomPort, study.files.slice(0, 1));
+      assert.match(refused.log, /Association Rejected|rejected/i);
+      const stow = await fetch(`http://127.0.0.1:${node.httpPort}/dicom-web/studies`, { method: 'POST', headers: { 'content-type': 'multipart/related; type="application/dicom"; boundary=x' }, body: '--x--' });
+      assert.equal(stow.status, 503);
+      // Space freed: receiving resumes and the audit records of the refused association reach the trail.
+      rmSync(path.join(mnt, 'ballast'));
+      await node.space!.refresh();
+      assert.equal((await fetch(`http://127.0.0.1:${node.httpPort}/health`)).status, 200);
+      const again = await storescu(node.dicomPort, study.files.filter((f) => !sent.acknowledged.includes(f)));
+      assert.equal(again.refused, 0);
+      for (let i = 0; i < 100 && node.audit.backlogSize > 0; i++) await new Promise((r) => setTimeout(r, 100));
+      await node.audit.flush();
+      assert.equal(node.audit.backlogSize, 0, 'every waiting audit record written');
+      const stores = await node.audit.search({ action: 'dicom.store', limit: 100 });
+      assert.ok(stores.some((r) => r.outcome !== 'success' || JSON.stringify(r.detail).includes('refused')), 'the refusals of the full disk are in the trail');
+      assert.ok((await node.audit.verify()).ok, 'the trail is intact');
+    } finally {
+      await node?.cleanup();
+      execFileSync('umount', [mnt]);
     }
   });
 });

@@ -216,10 +216,21 @@ export class Association extends EventEmitter {
     const cur = this.current;
     if (!cur?.command) throw new ProtocolError('data set fragment without a command');
     if (cur.sink) {
-      if (!cur.sink.write(data) && !this.socket.isPaused()) {
-        // The disk is slower than the network for a moment: stop reading until the sink catches up.
+      const sink = cur.sink;
+      // A sink that failed (a full disk) takes no more: read on and drop the rest, so the answer (out of
+      // resources) goes back at once instead of the association waiting for a 'drain' that never comes.
+      if (!sink.errored && !sink.destroyed && !sink.write(data) && !this.socket.isPaused()) {
+        // The disk is slower than the network for a moment: stop reading until the sink catches up or fails.
         this.socket.pause();
-        cur.sink.once('drain', () => this.socket.resume());
+        const resume = () => {
+          sink.off('drain', resume);
+          sink.off('error', resume);
+          sink.off('close', resume);
+          this.socket.resume();
+        };
+        sink.on('drain', resume);
+        sink.on('error', resume);
+        sink.on('close', resume);
       }
     } else {
       cur.dataBytes += data.length;
