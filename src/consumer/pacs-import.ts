@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -7,6 +8,7 @@ import type { AuditTrail } from '../audit/audit-trail.js';
 import type { Professional } from '../auth/professional-token.js';
 import { rewritePatient, type Settable } from '../dicom/patient-rewrite.js';
 import type { OutboundInstance } from '../dicom/scu.js';
+import { JobLeases } from '../store/job-leases.js';
 import type { DB, Dialect, ImportJobTable } from '../store/db.js';
 import type { BlobStore } from '../store/blobs.js';
 import type { LocalIdentities } from '../identity/local-identities.js';
@@ -68,7 +70,10 @@ export class PacsImports {
   private filling = false;
   /** Jobs running on this node, with the source box each draws on. */
   private readonly active = new Map<number, string>();
-  private readonly nodeId = randomUUID();
+  private readonly leases: JobLeases;
+  private get nodeId(): string {
+    return this.leases.nodeId;
+  }
 
   constructor(
     private readonly deps: {
@@ -90,8 +95,13 @@ export class PacsImports {
       perSourceLimit?: (origin: string) => number | undefined;
       /** Least time between two job starts drawing on the same source box (default 100 ms). */
       startSpacingMs?: number;
+      /** Stable across restarts (host and data directory): the node takes back its own claims when it starts. */
+      nodeId?: string;
+      leaseMs?: number;
     },
-  ) {}
+  ) {
+    this.leases = new JobLeases({ db: deps.db, table: 'import_jobs', running: 'running', queued: 'queued', log: deps.log, nodeId: deps.nodeId ?? `${hostname()}:${randomUUID()}`, leaseMs: deps.leaseMs });
+  }
 
   /** When a job drawing on each source box last started. */
   private readonly lastStart = new Map<string, number>();
@@ -150,14 +160,8 @@ export class PacsImports {
 
   start(pollMs = 2000): void {
     this.stopped = false;
-    // Jobs left running by a node that stopped mid-way are resumed.
-    void this.deps.db
-      .updateTable('import_jobs')
-      .set({ status: 'queued', claimed_by: null })
-      .where('status', '=', 'running')
-      .where('updated_at', '<', new Date(Date.now() - 10 * 60_000).toISOString())
-      .execute()
-      .catch(() => undefined);
+    // Jobs this node held when it was stopped, and those whose node died (lease run out), are resumed.
+    this.leases.start();
     this.timer = setInterval(() => this.kick(), pollMs);
     this.timer.unref();
   }
@@ -167,6 +171,7 @@ export class PacsImports {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.spacingTimer) clearTimeout(this.spacingTimer);
+    this.leases.stop();
   }
 
   /**
@@ -207,10 +212,12 @@ export class PacsImports {
           const id = Number(job.id);
           if (job.source_origin) this.lastStart.set(job.source_origin, Date.now());
           this.active.set(id, job.source_origin ?? '');
+          this.leases.hold(id);
           void this.run(job)
             .catch((e) => this.deps.log.error({ err: e, job: id }, 'import worker failed'))
             .finally(() => {
               this.active.delete(id);
+              this.leases.release(id);
               this.kick();
             });
         }

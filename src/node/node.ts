@@ -117,6 +117,10 @@ export class OpenDrimNode {
   private readonly collectors: Array<() => Promise<void>> = [];
   private sessionSweep: NodeJS.Timeout | undefined;
   private shuttingDown = false;
+  /** Who this node is across restarts (host and data directory): jobs it held when stopped are its to take back. */
+  get nodeId(): string {
+    return `${os.hostname()}:${path.resolve(this.config.dataDir)}`;
+  }
   /** Free space of the storage file system, watched while the node runs. */
   space: StorageSpace | undefined;
 
@@ -282,7 +286,7 @@ export class OpenDrimNode {
       },
       queue: { baseDelayMs: source.retry.firstDelaySeconds * 1000, maxDelayMs: source.retry.maxDelaySeconds * 1000, giveUpAfterMs: source.retry.giveUpAfterHours * 3600_000 },
       onOutcome: (outcome) => this.metrics.publications.inc({ outcome }),
-      nodeId: `${os.hostname()}:${config.dataDir}`,
+      nodeId: this.nodeId,
     });
     this.ingestor.onStored(rejectionNoteListener(publisher, log.child({ component: 'source' })));
     this.collectors.push(async () => {
@@ -461,6 +465,7 @@ export class OpenDrimNode {
         ? new StudyCache({ db: this.database.db, index: this.index, ingestor: this.ingestor, blobs: this.blobs, pacs: gateway, retrieve: 'C-GET', aeTitle: config.aeTitle, limits: { maxBytes: 50 * 1024 ** 3, maxAgeMs: 7 * 86400_000, minResidencyMs: 3600_000 }, log: rlog })
         : undefined);
     this.outbox = new RouteOutbox({
+      nodeId: this.nodeId,
       db: this.database.db,
       dialect: this.database.dialect,
       destinations,
@@ -515,6 +520,7 @@ export class OpenDrimNode {
       this.identities = identities;
       const peerCaches = new Map<string, StudyCache>();
       this.imports = new PacsImports({
+        nodeId: this.nodeId,
         db: this.database.db,
         dialect: this.database.dialect,
         identities,

@@ -1,9 +1,9 @@
-import { hostname } from 'node:os';
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Logger } from '../common/log.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import type { OutboundInstance } from '../dicom/scu.js';
 import type { DB, Dialect, RouteTransferTable } from '../store/db.js';
+import { JobLeases } from '../store/job-leases.js';
 import type { RouteDestination } from './destinations.js';
 
 export type RouteTransfer = Selectable<RouteTransferTable>;
@@ -22,7 +22,10 @@ export class RouteOutbox {
   private timer: NodeJS.Timeout | undefined;
   private running = 0;
   private stopped = false;
-  private readonly nodeId = `${hostname()}:${process.pid}`;
+  private readonly leases: JobLeases;
+  private get nodeId(): string {
+    return this.leases.nodeId;
+  }
   constructor(
     private readonly deps: {
       db: Kysely<DB>;
@@ -34,8 +37,13 @@ export class RouteOutbox {
       maxAttempts: number;
       parallel?: number;
       baseDelayMs?: number;
+      /** Stable across restarts (host and data directory): the node takes back its own claims when it starts. */
+      nodeId?: string;
+      leaseMs?: number;
     },
-  ) {}
+  ) {
+    this.leases = new JobLeases({ db: deps.db, table: 'route_transfers', running: 'sending', queued: 'queued', log: deps.log, nodeId: deps.nodeId, leaseMs: deps.leaseMs });
+  }
 
   /** Queues the study for the destination unless a transfer of it there is already waiting or under way. */
   async enqueue(studyUid: string, destination: string, rule: string): Promise<number | undefined> {
@@ -70,8 +78,8 @@ export class RouteOutbox {
 
   start(pollMs = 2000): void {
     this.stopped = false;
-    // Transfers claimed by a node that died stay `sending`: given back after ten quiet minutes.
-    void this.deps.db.updateTable('route_transfers').set({ status: 'queued', claimed_by: null }).where('status', '=', 'sending').where('updated_at', '<', new Date(Date.now() - 10 * 60_000).toISOString()).execute().catch(() => undefined);
+    // Transfers this node held when it was stopped, and those whose node died (lease run out), go back to the queue.
+    this.leases.start();
     this.timer = setInterval(() => this.kick(), pollMs);
     this.timer.unref();
   }
@@ -81,6 +89,7 @@ export class RouteOutbox {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.leases.stop();
   }
 
   /** Runs due transfers up to the parallel limit; safe to call at any time. */
@@ -125,6 +134,7 @@ export class RouteOutbox {
     const id = Number(t.id);
     const destination = destinations.get(t.destination);
     const started = Date.now();
+    this.leases.hold(id);
     try {
       if (!destination) throw new Error(`destination ${t.destination} is no longer configured`);
       const instances = await files(t.study_uid);
@@ -148,6 +158,8 @@ export class RouteOutbox {
       await this.update(id, { status: final ? 'failed' : 'queued', attempts, error: (e as Error).message, next_attempt_at: new Date(Date.now() + delay).toISOString(), claimed_by: null });
       await audit.record({ actorType: 'system', actorId: `routing:${t.rule}`, action: 'routing.send', studyUid: t.study_uid, outcome: 'failure', detail: { transfer: id, destination: t.destination, attempts, final, error: (e as Error).message } });
       log.warn({ transfer: id, attempts, final, err: (e as Error).message }, 'routing attempt failed');
+    } finally {
+      this.leases.release(id);
     }
   }
 }

@@ -6,14 +6,14 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { generateStudy } from '../harness/gen-study.js';
 import { createPostgresDatabase, type TestDatabase } from '../harness/databases.js';
-import { haveCommand } from '../harness/peers.js';
+import { freePort, haveCommand, startOrthanc, type Orthanc } from '../harness/peers.js';
 import { startTestNode } from '../harness/node.js';
 import { associateRq, cStoreCommand, pdata, RawAssociation } from '../harness/raw-dicom.js';
 import { le32 } from '../harness/raw-dataset.js';
@@ -239,4 +239,80 @@ describe('faults', { skip: haveCommand('storescu') ? false : 'DCMTK is not insta
       execFileSync('umount', [mnt]);
     }
   });
+
+  /** A node in a process of its own (to be killed with SIGKILL), on the given ports and data directory. */
+  async function nodeProcess(configFile: string, httpPort: number): Promise<ChildProcess> {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(process.cwd(), 'src/cli.ts'), 'start', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, OPENDRIM_LOG_LEVEL: 'warn' } });
+    for (let i = 0; i < 300; i++) {
+      if (child.exitCode !== null) throw new Error(`the node exited with ${child.exitCode}`);
+      try {
+        if ((await fetch(`http://127.0.0.1:${httpPort}/health`)).ok) return child;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill('SIGKILL');
+    throw new Error('the node did not start');
+  }
+
+  for (const backend of ['sqlite', 'postgres'] as const) {
+    test(`kill -9 in the middle of a routed transfer and restart at once (${backend}): it completes within a minute, every instance at the destination once`, { skip: backend === 'postgres' && !process.env.TEST_DATABASE_URL ? 'TEST_DATABASE_URL is not set' : !haveCommand('Orthanc') ? 'Orthanc is not installed' : false, timeout: 240_000 }, async () => {
+      let a: Orthanc | undefined;
+      let b: Orthanc | undefined;
+      let child: ChildProcess | undefined;
+      let db: TestDatabase | undefined;
+      try {
+        a = await startOrthanc({ name: `kill-a-${backend}`, aet: 'PACSA' });
+        b = await startOrthanc({ name: `kill-b-${backend}`, aet: 'PACSB' });
+        const study = generateStudy({ out: path.join(work, `kill-${backend}`), modality: 'CT', series: 2, slices: 300, rows: 64, cols: 64, studyDate: new Date().toISOString().slice(0, 10).replace(/-/g, '') });
+        for (const f of study.files) await a.api('POST', '/instances', readFileSync(f));
+        if (backend === 'postgres') db = await createPostgresDatabase(process.env.TEST_DATABASE_URL!);
+        const [httpPort, dicomPort] = [await freePort(), await freePort()];
+        const dataDir = path.join(work, `kill-node-${backend}`);
+        const configFile = path.join(work, `kill-${backend}.json`);
+        writeFileSync(configFile, JSON.stringify({
+          aeTitle: 'OPENDRIM', bind: '127.0.0.1', httpPort, dicomPort, dataDir, ...(db ? { databaseUrl: db.url } : {}),
+          hl7: { enabled: false },
+          peers: [{ aeTitle: 'PACSA', host: '127.0.0.1', port: a.dicomPort }, { aeTitle: 'PACSB', host: '127.0.0.1', port: b.dicomPort }],
+          routing: { pacs: 'PACSA', stableSeconds: 1, watch: { everySeconds: 1, lookbackDays: 1 }, destinations: [{ name: 'b', type: 'dicom', peer: 'PACSB' }], rules: [{ name: 'all', trigger: 'stable', destinations: ['b'] }] },
+        }));
+        child = await nodeProcess(configFile, httpPort);
+        const transfers = async () => ((await (await fetch(`http://127.0.0.1:${httpPort}/api/routing/transfers`)).json()) as { transfers: Array<{ id: number; status: string; sent: number; total: number; updatedAt: string }> }).transfers;
+        // Wait until the transfer is under way (bringing the study in, or sending it), then kill the node outright.
+        let during: { status: string; sent: number } | undefined;
+        for (let i = 0; i < 1200 && !during; i++) {
+          const t = (await transfers().catch(() => []))[0];
+          if (t?.status === 'sending') during = t;
+          else await new Promise((r) => setTimeout(r, 25));
+        }
+        assert.ok(during, 'the transfer started');
+        const arrivedBefore = Number((await b.api('GET', '/statistics')).CountInstances);
+        child.kill('SIGKILL');
+        await new Promise((r) => child!.once('exit', r));
+        assert.ok(arrivedBefore < study.files.length, `killed mid-transfer (${arrivedBefore} of ${study.files.length} at the destination)`);
+        const restartedAt = Date.now();
+        child = await nodeProcess(configFile, httpPort);
+        let done: { status: string } | undefined;
+        while (!done && Date.now() - restartedAt < 60_000) {
+          const list = await transfers().catch(() => []);
+          done = list.find((t) => t.status === 'done');
+          if (!done) await new Promise((r) => setTimeout(r, 200));
+        }
+        assert.ok(done, `the transfer completed within a minute of the restart (${JSON.stringify(await transfers())})`);
+        const arrived = (await b.api('POST', '/tools/find', { Level: 'Instance', Query: { StudyInstanceUID: study.studyUid }, Expand: true })) as Array<{ MainDicomTags: { SOPInstanceUID: string } }>;
+        const sops = arrived.map((x) => x.MainDicomTags.SOPInstanceUID);
+        assert.equal(new Set(sops).size, sops.length, 'no instance twice');
+        assert.deepEqual([...sops].sort(), [...study.sopUids].sort(), 'every instance at the destination');
+      } finally {
+        if (child && child.exitCode === null) {
+          child.kill('SIGTERM');
+          await new Promise((r) => child!.once('exit', r));
+        }
+        await a?.stop();
+        await b?.stop();
+        await db?.drop();
+      }
+    });
+  }
 });
