@@ -116,6 +116,7 @@ export class OpenDrimNode {
   /** Gauges refreshed from the database before each /metrics scrape. */
   private readonly collectors: Array<() => Promise<void>> = [];
   private sessionSweep: NodeJS.Timeout | undefined;
+  private tidyTimer: NodeJS.Timeout | undefined;
   private shuttingDown = false;
   /** Who this node is across restarts (host and data directory): jobs it held when stopped are its to take back. */
   get nodeId(): string {
@@ -145,15 +146,38 @@ export class OpenDrimNode {
   }
 
   async start(): Promise<this> {
+    try {
+      return await this.startAll();
+    } catch (e) {
+      // Whatever was started (listeners, database, timers) is stopped before the error goes up: a node that
+      // cannot start exits cleanly, saying why.
+      this.log.error({ err: e }, 'OpenDRIM node could not start');
+      await this.close(1000).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * Leftovers of interrupted receives in the temporary directory: whole, synced instances are recovered (they
+   * were acknowledged), the rest (cut files, spare empty files) removed once an hour old.
+   */
+  private async tidyTemporaryFiles(): Promise<void> {
+    const { recovered } = await recoverTempFiles(this.blobs, this.ingestor, this.log);
+    if (recovered) this.log.warn({ recovered }, 'instances recovered from the temporary directory');
+    const swept = await this.blobs.sweepTemp();
+    if (swept) this.log.info({ swept }, 'removed temporary files left by an interrupted receive');
+  }
+
+  private async startAll(): Promise<this> {
     const { config, log, metrics } = this;
     const store = await openStore(config, log);
     ({ database: this.database, index: this.index, blobs: this.blobs, ingestor: this.ingestor } = store);
     this.space = new StorageSpace(path.join(config.dataDir, 'storage'), config.storage.minFreeMegabytes * 1048576, log.child({ component: 'storage' }));
     await this.space.start();
-    const { recovered } = await recoverTempFiles(this.blobs, this.ingestor, log);
-    if (recovered) log.warn({ recovered }, 'instances recovered from the temporary directory');
-    const swept = await this.blobs.sweepTemp();
-    if (swept) log.info({ swept }, 'removed temporary files left by an interrupted receive');
+    await this.tidyTemporaryFiles();
+    // Again while the node runs: a node that is never restarted must not keep a crash's leftovers either.
+    this.tidyTimer = setInterval(() => void this.tidyTemporaryFiles().catch((e) => log.error({ err: e }, 'temporary files could not be tidied')), 10 * 60_000);
+    this.tidyTimer.unref();
     this.audit = new AuditTrail(this.database.db, this.database.dialect, log.child({ component: 'audit' }));
     const audit = this.audit;
     this.collectors.unshift(async () => void metrics.auditBacklog.set(audit.backlogSize));
@@ -215,8 +239,8 @@ export class OpenDrimNode {
     if (config.share) await this.startShare(config.share, tlsFiles);
     if (this.media) await this.http.register(mediaApi, { prefix: '/api/media', media: this.media, workDir: path.join(config.dataDir, 'tmp'), config, log: log.child({ component: 'media' }) });
     if (config.routing || config.incoming) await this.http.register(routingApi, { prefix: '/api/routing', outbox: this.outbox, watch: new StudyWatch(this.database.db), config, log: log.child({ component: 'routing' }) });
-    await this.dicom.listen();
-    await this.http.listen({ port: config.httpPort, host: config.bind });
+    await listening('DICOM', 'dicomPort (OPENDRIM_DICOM_PORT)', () => this.dicom.listen());
+    await listening('HTTP', 'httpPort (OPENDRIM_HTTP_PORT)', () => this.http.listen({ port: config.httpPort, host: config.bind }));
     this.publisher?.queue.start();
     if (config.hl7.enabled) {
       const handlers = [
@@ -250,7 +274,7 @@ export class OpenDrimNode {
           return { code: 'AR', errors: [{ code: '200', text: `message type ${msg.type} is not handled by this node`, location: 'MSH-9' }] };
         },
       });
-      await this.hl7.listen();
+      await listening('HL7 (MLLP)', 'hl7.port', () => this.hl7!.listen());
     }
     log.info({ aeTitle: config.aeTitle, hl7Port: this.hl7Port, exchangePort: this.exchange?.port, source: Boolean(this.publisher), dicomPort: this.dicomPort, dicomTlsPort: this.dicom.tlsPort, https: Boolean(tlsServerOptions), httpPort: this.httpPort, bind: config.bind, database: this.database.dialect, dataDir: config.dataDir }, 'OpenDRIM node started');
     return this;
@@ -356,7 +380,8 @@ export class OpenDrimNode {
             onStored: (domain, result) => this.incoming!.arrived(result.studyUid, `box:${domain}`),
           }
         : undefined,
-    }).listen();
+    });
+    await listening('DRIMbox exchange', 'exchange.port', () => this.exchange!.listen());
     const caps = new Map((config.consumer?.sources ?? []).filter((s) => s.maxMbps).map((s) => [new URL(s.origin).origin, Bandwidth.megabits(s.maxMbps!)]));
     this.sourceBoxes = new SourceBoxRetriever({ identity: { domain: exchange.domain, tls: { cert: tls.cert, key: tls.key, ca: tls.ca } }, ingestor: this.ingestor, audit: this.audit, log: log.child({ component: 'consumer' }), bandwidthOf: (origin) => caps.get(origin) });
   }
@@ -642,6 +667,7 @@ export class OpenDrimNode {
     this.shuttingDown = true;
     if (this.trustListTimer) clearInterval(this.trustListTimer);
     if (this.sessionSweep) clearInterval(this.sessionSweep);
+    if (this.tidyTimer) clearInterval(this.tidyTimer);
     this.imports?.stop();
     await this.publisher?.queue.stop();
     this.router?.stop();
@@ -657,5 +683,17 @@ export class OpenDrimNode {
     await this.atna?.close();
     await this.database?.close();
     this.log.info('OpenDRIM node stopped');
+  }
+}
+
+/** Listens, or fails naming the listener and the setting that chose its port (a port in use, a bad address). */
+async function listening<T>(name: string, setting: string, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen();
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { address?: string; port?: number };
+    const where = err.address ? `${err.address}:${err.port}` : '';
+    const why = err.code === 'EADDRINUSE' ? 'the port is already in use (another program, or another OpenDRIM)' : err.code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : err.message;
+    throw new Error(`the ${name} listener could not listen${where ? ` on ${where}` : ''}: ${why}; change ${setting} or stop what uses it`);
   }
 }
