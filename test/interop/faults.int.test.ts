@@ -228,6 +228,23 @@ describe('faults', { skip: haveCommand('storescu') ? false : 'DCMTK is not insta
       assert.equal((await fetch(`http://127.0.0.1:${node.httpPort}/health`)).status, 200);
       const again = await storescu(node.dicomPort, study.files.filter((f) => !sent.acknowledged.includes(f)));
       assert.equal(again.refused, 0);
+      // A STOW-RS request that runs into the full disk halfway: answered at once, listing what was stored and what not.
+      const more = generateStudy({ out: path.join(work, 'big-stow'), modality: 'CT', series: 1, slices: 24, rows: 512, cols: 512 });
+      writeFileSync(path.join(mnt, 'ballast'), Buffer.alloc(freeNow() - 6 * 1048576));
+      await node.space!.refresh();
+      const boundary = 'stowfull';
+      const body = Buffer.concat([...more.files.flatMap((f) => [Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), readFileSync(f), Buffer.from('\r\n')]), Buffer.from(`--${boundary}--\r\n`)]);
+      const t0 = Date.now();
+      const partial = await fetch(`http://127.0.0.1:${node.httpPort}/dicom-web/studies`, { method: 'POST', headers: { 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}`, accept: 'application/dicom+json' }, body });
+      const answer = (await partial.json()) as Record<string, { Value?: Array<Record<string, { Value?: unknown[] }>> }>;
+      assert.ok(Date.now() - t0 < 20_000, 'answered at once');
+      assert.equal(partial.status, 202, 'partly stored');
+      const storedParts = answer['00081199']?.Value?.length ?? 0;
+      const failedParts = answer['00081198']?.Value ?? [];
+      assert.ok(storedParts > 0 && failedParts.length > 0 && storedParts + failedParts.length === 24, `${storedParts} stored and ${failedParts.length} failed, all listed`);
+      assert.ok(failedParts.every((f) => f['00081197']?.Value?.[0] === 0xa700), 'failed for lack of resources (A700)');
+      rmSync(path.join(mnt, 'ballast'));
+      await node.space!.refresh();
       for (let i = 0; i < 100 && node.audit.backlogSize > 0; i++) await new Promise((r) => setTimeout(r, 100));
       await node.audit.flush();
       assert.equal(node.audit.backlogSize, 0, 'every waiting audit record written');
