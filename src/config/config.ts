@@ -106,9 +106,30 @@ export const ConfigSchema = z
         /** Application/facility written in our ACKs (MSH-3/4). */
         application: z.string().default('OPENDRIM'),
         facility: z.string().default(''),
+        /** Address the listener binds to; defaults to `bind`. */
+        bind: z.string().min(1).optional(),
+        /**
+         * The only senders whose messages are acted on: their networks, MSH-3/MSH-4 and message families
+         * (reports, orders, scheduling, adt). Anything else is answered AR and audited. None by default.
+         */
+        senders: z
+          .array(
+            z
+              .object({
+                name: z.string().min(1),
+                from: z.array(z.string().min(1)).min(1),
+                application: z.string().min(1).optional(),
+                facility: z.string().min(1).optional(),
+                messages: z.array(z.enum(['reports', 'orders', 'scheduling', 'adt'])).min(1),
+              })
+              .strict(),
+          )
+          .default([]),
+        /** MLLP over TLS with the node's tls.cert/key; `mutual` also asks senders for a certificate under tls.ca. */
+        tls: z.object({ mutual: z.boolean().default(false) }).strict().optional(),
       })
       .strict()
-      .default({ port: 2575, enabled: true, maxMessageBytes: 32 * 1024 * 1024, application: 'OPENDRIM', facility: '' }),
+      .default({ port: 2575, enabled: true, maxMessageBytes: 32 * 1024 * 1024, application: 'OPENDRIM', facility: '', senders: [] }),
     /** DRIMbox source function: reports from the RIS are published to the DMP with a KOS manifest of the exam. */
     source: z
       .object({

@@ -106,7 +106,12 @@ export async function startDemoNetwork(opts: { work: string; log?: Logger; ports
 
     const node = async (name: string, overrides: Record<string, unknown>) => {
       const dataDir = path.join(work, name);
-      const config = loadConfig({ env: {}, overrides: { bind: '127.0.0.1', dicomPort: 0, dicomTlsPort: 0, 'hl7.port': 0, dataDir, ...overrides } });
+      // The demo's HL7 senders, all on this machine: the RIS simulator (reports, orders, appointments) and the DPI's ADT feed.
+      const senders = [
+        { name: 'RIS (simulator)', from: ['127.0.0.1'], application: 'RIS_SIM', messages: ['reports', 'orders', 'scheduling'] },
+        { name: 'DPI (ADT feed)', from: ['127.0.0.1'], application: 'DPI', messages: ['adt'] },
+      ];
+      const config = loadConfig({ env: {}, overrides: { bind: '127.0.0.1', dicomPort: 0, dicomTlsPort: 0, 'hl7.port': 0, 'hl7.bind': '127.0.0.1', 'hl7.senders': senders, dataDir, ...overrides } });
       const n = new OpenDrimNode(config, log.child({ node: name }));
       await n.start();
       started.push(() => n.close(2000));

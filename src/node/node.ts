@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { tlsMaterial, type Config } from '../config/config.js';
+import { addCidr, ConfigError, tlsMaterial, type Config } from '../config/config.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { DicomServer } from '../dicom/server.js';
 import type { Database } from '../store/db.js';
@@ -20,6 +20,7 @@ import { AuditTrail } from '../audit/audit-trail.js';
 import { auditRoutes } from '../audit/routes.js';
 import { AtnaExporter } from '../audit/atna.js';
 import { MllpServer } from '../hl7/mllp.js';
+import { SenderList } from '../hl7/senders.js';
 import type { Hl7Message } from '../hl7/message.js';
 import { XdsClient } from '../xds/client.js';
 import { PacsGateway } from '../source/pacs.js';
@@ -249,14 +250,25 @@ export class OpenDrimNode {
         ...(this.router ? [routingHl7Handler(this.router, this.routingPacs, this.audit, log.child({ component: 'routing' }), (config.routing?.rules ?? []).some((r) => r.trigger === 'hl7'))] : []),
         ...(this.identities ? [adtHl7Handler(this.identities, this.audit, log.child({ component: 'identity' }), this.directory)] : []),
       ];
+      const senders = new SenderList(config.hl7.senders, addCidr);
+      const hl7Tls = config.hl7.tls;
+      if (hl7Tls && !tlsFiles) throw new ConfigError('invalid configuration: hl7.tls needs tls.cert and tls.key');
       this.hl7 = new MllpServer({
-        host: config.bind,
+        host: config.hl7.bind ?? config.bind,
         port: config.hl7.port,
         maxMessageBytes: config.hl7.maxMessageBytes,
         application: config.hl7.application,
         facility: config.hl7.facility,
         log: log.child({ component: 'hl7' }),
+        tls: hl7Tls ? { cert: tlsFiles!.cert, key: tlsFiles!.key, ca: tlsFiles!.ca, requestCert: hl7Tls.mutual, rejectUnauthorized: hl7Tls.mutual, minVersion: 'TLSv1.2' } : undefined,
         handler: async (msg: Hl7Message, ctx) => {
+          // Only declared senders are acted on: a forged report, withdrawal or merge from anyone else is refused.
+          const verdict = senders.check(msg, ctx.remoteAddress);
+          if (!verdict.allowed) {
+            log.warn({ remote: ctx.remoteAddress, type: msg.type, controlId: msg.controlId, reason: verdict.reason }, 'HL7 message refused: not from a declared sender');
+            await this.audit.record({ actorType: 'system', actorId: `${msg.msh.get(3, 1) || '?'}@${msg.msh.get(4, 1) || '?'}`, actorAddress: ctx.remoteAddress, action: 'hl7.refused', outcome: 'refused', detail: { type: msg.type, controlId: msg.controlId, reason: verdict.reason } });
+            return { code: 'AR', errors: [{ code: '207', text: `not accepted: ${verdict.reason} (hl7.senders)`, location: 'MSH-3' }] };
+          }
           // Several functions may act on one message (an OMI^O23 refreshes a published manifest and schedules a
           // prefetch): each handler that takes it runs, and the ACK is the worst of their answers.
           const replies = [];
