@@ -217,7 +217,8 @@ export class OpenDrimNode {
       reply.header('X-Frame-Options', 'DENY');
       if (!req.url.startsWith('/metrics') && !req.url.startsWith('/health')) {
         reply.header('Cache-Control', 'no-store');
-        reply.header('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
+        // A response that sandboxed itself (a report body) keeps its policy.
+        if (!String(reply.getHeader('Content-Security-Policy') ?? '').includes('sandbox')) reply.header('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
       }
     });
     this.http.addHook('onResponse', async (req, reply) => {

@@ -5,6 +5,7 @@ const fr = {
   appName: 'OpenDRIM',
   notAllowed: 'Votre rôle ne permet pas d’accéder à cette page.',
   auditTrail: 'Journal des accès',
+  formatNotDisplayed: 'Format de compte rendu non affiché : seuls le PDF et le texte le sont',
   chainIntact: 'Chaîne du journal intacte',
   chainBroken: 'JOURNAL ALTÉRÉ à l’enregistrement',
   user: 'Utilisateur',
@@ -140,6 +141,7 @@ const fr = {
 const en: typeof fr = {
   notAllowed: 'Your role does not give access to this page.',
   auditTrail: 'Audit trail',
+  formatNotDisplayed: 'Report format not displayed: only PDF and plain text are',
   chainIntact: 'Audit chain intact',
   chainBroken: 'AUDIT TRAIL ALTERED at record',
   user: 'User',

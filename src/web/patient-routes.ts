@@ -160,10 +160,18 @@ ${hits.length ? examTable(hits, t) : `<p>${esc(t.similarNone)}</p>`}</section>`;
     const h = readImagingReport(cda);
     await audit.record({ actorType: 'practitioner', actorId: r.session!.data.professional.id, actorAddress: clientAddress(req), action: 'consumer.report', patientId: r.session!.data.patient?.ins, outcome: 'success', detail: { uniqueId: doc.uniqueId, studyUid: h.exams[0]?.studyUid } });
     const a = h.legalAuthenticator ?? h.author;
+    // A PDF needs the browser's viewer, which a sandboxed iframe blocks; the body response is sandboxed itself.
+    const isPdf = (() => {
+      try {
+        return readReportBody(cda).mediaType.toLowerCase().startsWith('application/pdf');
+      } catch {
+        return false;
+      }
+    })();
     return reply.type('text/html').send(
       page(pageContext(r), h.title, `<section class="card report"><h1 id="report-title">${esc(h.title)}</h1>
 <p>${esc([a?.given, a?.family].filter(Boolean).join(' '))} · ${esc(h.organisation?.name ?? '')} · ${esc(h.effectiveTime.slice(0, 8).replace(/(\d{4})(\d{2})(\d{2})/, '$3/$2/$1'))}</p>
-<iframe id="report-body" title="${esc(r.t.report)}" src="/app/reports/${esc(doc.repositoryUniqueId)}/${esc(doc.uniqueId)}/body"></iframe>
+<iframe id="report-body" title="${esc(r.t.report)}" src="/app/reports/${esc(doc.repositoryUniqueId)}/${esc(doc.uniqueId)}/body"${isPdf ? '' : ' sandbox'}></iframe>
 <p><a href="/app/patient?ins=${esc(r.session!.data.patient!.ins)}&amp;oid=${esc(r.session!.data.patient!.oid)}">${esc(r.t.back)}</a></p></section>`, { wide: true }),
     );
   });
@@ -172,11 +180,29 @@ ${hits.length ? examTable(hits, t) : `<p>${esc(t.similarNone)}</p>`}</section>`;
     const doc = await allowedDocument(req, reply);
     if (!doc) return reply;
     const body = readReportBody(await exams.retrieve({ ...doc, entryUUID: '' }));
-    reply.header('Content-Disposition', 'inline; filename="compte-rendu.pdf"');
+    const type = body.mediaType.split(';')[0]!.trim().toLowerCase();
+    // The document's own origin is opaque and nothing in it runs: a report is data, never code, whatever its
+    // author declared. Chromium displays a PDF under this CSP (it does not inside an <iframe sandbox>).
+    reply.header('Content-Security-Policy', "sandbox; default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'");
+    reply.header('X-Content-Type-Options', 'nosniff');
     reply.header('X-Frame-Options', 'SAMEORIGIN');
-    return reply.type(body.mediaType === 'text/plain' ? 'text/plain; charset=utf-8' : body.mediaType).send(body.data);
+    const shown = DISPLAYED_REPORT_TYPES[type];
+    if (!shown) {
+      // CI-SIS level 1 bodies may be PDF or plain text; anything else (HTML, scripts, images of unknown kind) is
+      // named, not rendered.
+      reply.header('Content-Disposition', 'inline');
+      return reply.code(415).type('text/plain; charset=utf-8').send(`${(req as WebRequest).t.formatNotDisplayed} (${type.replace(/[^\w./+-]/g, '').slice(0, 80)})`);
+    }
+    reply.header('Content-Disposition', `inline; filename="compte-rendu.${shown.extension}"`);
+    return reply.type(shown.contentType).send(body.data);
   });
 }
+
+/** The report body types shown (CI-SIS CDA level 1: PDF; plain text, also a structured body's narrative). */
+const DISPLAYED_REPORT_TYPES: Record<string, { contentType: string; extension: string }> = {
+  'application/pdf': { contentType: 'application/pdf', extension: 'pdf' },
+  'text/plain': { contentType: 'text/plain; charset=utf-8', extension: 'txt' },
+};
 
 function identityBlock(p: PatientContext, t: WebRequest['t']): string {
   const tr = p.traits ?? {};

@@ -133,7 +133,8 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
     }
   });
   app.addHook('onSend', async (req, reply) => {
-    reply.header('Content-Security-Policy', "default-src 'self'; img-src 'self' data: blob:; script-src 'self' " + IMPORT_MAP_HASH + "; style-src 'self'; style-src-attr 'unsafe-inline'; worker-src 'self' blob:; frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self' " + new URL(deps.psc.issuerUrl).origin + "; frame-ancestors 'self'");
+    // A response that sandboxed itself (a report body) keeps its stricter policy.
+    if (!String(reply.getHeader('Content-Security-Policy') ?? '').includes('sandbox')) reply.header('Content-Security-Policy', "default-src 'self'; img-src 'self' data: blob:; script-src 'self' " + IMPORT_MAP_HASH + "; style-src 'self'; style-src-attr 'unsafe-inline'; worker-src 'self' blob:; frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self' " + new URL(deps.psc.issuerUrl).origin + "; frame-ancestors 'self'");
     if (!reply.hasHeader('X-Frame-Options') || reply.getHeader('X-Frame-Options') === 'DENY') reply.header('X-Frame-Options', req.url.includes('/body') ? 'SAMEORIGIN' : 'DENY');
     if (deps.secureCookies) reply.header('Strict-Transport-Security', 'max-age=31536000');
   });

@@ -33,7 +33,8 @@ export interface DrimNetwork {
   /** Base URL of B's exchange port (other boxes push routed studies there). */
   bExchangeUrl: string;
   /** Sends a report from A's RIS (ORU^R01 over MLLP); throws unless ACKed AA. */
-  publish(spec: ReportSpec): Promise<void>;
+  /** A's RIS sends the report (the CDA the spec describes, or the one given) and A publishes it. */
+  publish(spec: ReportSpec, cda?: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -74,8 +75,8 @@ export async function startDrimNetwork(opts: { loadIntoPacsA: string[]; pscAcces
     b,
     bUrl,
     bExchangeUrl,
-    async publish(spec) {
-      const ack = parseMessage(await sendMllp('127.0.0.1', a.hl7Port!, oruR01(spec, imagingReportCda(spec))));
+    async publish(spec, cda) {
+      const ack = parseMessage(await sendMllp('127.0.0.1', a.hl7Port!, oruR01(spec, cda ?? imagingReportCda(spec))));
       if (ack.segment('MSA')!.get(1) !== 'AA') throw new Error(`report not published: ${ack.segment('ERR')?.get(8)}`);
       await a.publisher!.queue.settled();
       const [last] = await a.publisher!.queue.list({ limit: 1 });
