@@ -15,6 +15,13 @@ const PeerSchema = z
     /** Connect to this peer's DICOM port with TLS (PS3.15 B.1), presenting our certificate. */
     tls: z.boolean().optional(),
     description: z.string().optional(),
+    /**
+     * Where its associations may come from besides `host` (addresses or CIDR networks). An AE title alone proves
+     * nothing: a calling AE from another address is refused.
+     */
+    from: z.array(z.string().min(1)).optional(),
+    /** Accept this AE title from any address (modalities on DHCP); off by default. */
+    anyHost: z.boolean().default(false),
   })
   .strict();
 
@@ -69,6 +76,8 @@ export const ConfigSchema = z
         checkCalledAe: z.boolean().default(true),
         maxPduLength: z.number().int().min(4096).max(16 * 1024 * 1024).default(262144),
         maxAssociations: z.number().int().positive().default(64),
+        /** Associations one calling AE may hold at once, so that one client cannot take every slot. */
+        maxAssociationsPerAe: z.number().int().positive().default(16),
         /** Idle time (ms) after which an association is aborted. */
         idleTimeoutMs: z.number().int().positive().default(60_000),
         /** Upper bound on C-FIND matches returned. */
@@ -80,6 +89,7 @@ export const ConfigSchema = z
         checkCalledAe: true,
         maxPduLength: 262144,
         maxAssociations: 64,
+        maxAssociationsPerAe: 16,
         idleTimeoutMs: 60_000,
         maxFindResults: 10_000,
       }),
@@ -496,7 +506,7 @@ export function parsePeerList(text: string): Peer[] {
     .map((item) => {
       const m = /^([^@]{1,16})@([^:]+):(\d+)$/.exec(item.trim());
       if (!m) throw new ConfigError(`OPENDRIM_PEERS: "${item}" is not AE@host:port`);
-      return { aeTitle: m[1]!, host: m[2]!, port: Number(m[3]) };
+      return { aeTitle: m[1]!, host: m[2]!, port: Number(m[3]), anyHost: false };
     });
 }
 

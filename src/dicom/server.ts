@@ -48,7 +48,9 @@ export interface RemoteAe {
  */
 export interface DimseHandlers {
   /** undefined = accept; otherwise the reason to reject. */
-  checkAssociation(a: AssociationInfo): 'calling-ae' | 'called-ae' | 'no-space' | undefined;
+  checkAssociation(a: AssociationInfo): 'calling-ae' | 'calling-host' | 'called-ae' | 'no-space' | 'ae-limit' | undefined;
+  /** A C-MOVE named a destination this node does not know. */
+  onUnknownDestination?(a: AssociationInfo, destination: string): void;
   openStore(a: AssociationInfo, req: { sopClassUid: string; sopInstanceUid: string; transferSyntaxUid: string }): StoreSink;
   find(a: AssociationInfo, q: DimseQuery): Promise<DicomJson[]>;
   /** Instances a C-MOVE or C-GET identifier selects. */
@@ -180,8 +182,8 @@ export class DicomServer {
       handlers.onAssociation?.('reject', info, refusal);
       log.warn({ callingAe: rq.callingAe, calledAe: rq.calledAe, remote: info.remoteAddress, refusal }, 'association rejected');
       // No space left is transient: the sender retries later (PS3.8 9.3.4: rejected-transient, local limit exceeded).
-      if (refusal === 'no-space') return { reject: { result: 2, source: 3, reason: 2 } };
-      return { reject: { result: 1, source: 1, reason: refusal === 'calling-ae' ? 3 : 7 } };
+      if (refusal === 'no-space' || refusal === 'ae-limit') return { reject: { result: 2, source: 3, reason: 2 } };
+      return { reject: { result: 1, source: 1, reason: refusal === 'called-ae' ? 7 : 3 } };
     }
     const contexts: PresentationContextAc[] = rq.contexts.map((c) => {
       let ts: string | undefined;
@@ -371,7 +373,10 @@ class ScpSession {
     let destination: RemoteAe | undefined;
     if (op === 'MOVE') {
       destination = this.opts.handlers.resolveAe(c.moveDestination ?? '');
-      if (!destination) return send(Status.MoveDestinationUnknown, undefined, `unknown move destination ${c.moveDestination ?? ''}`);
+      if (!destination) {
+        this.opts.handlers.onUnknownDestination?.(this.info, c.moveDestination ?? '');
+        return send(Status.MoveDestinationUnknown, undefined, `unknown move destination ${c.moveDestination ?? ''}`);
+      }
     }
     let q: DimseQuery;
     try {

@@ -1,4 +1,5 @@
 import type { StorageSpace } from '../store/space.js';
+import { PeerOrigins } from './peers.js';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../common/log.js';
 import type { AssociationInfo, DimseHandlers, DimseQuery, StoreSink } from '../dicom/server.js';
@@ -61,6 +62,11 @@ export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingesto
     perAssoc.set(studyUid, s);
   };
   const known = () => new Map(config.peers.map((p) => [p.aeTitle, p]));
+  /** The addresses each peer may call from: its host (resolved), its `from` networks. */
+  const origins = new PeerOrigins(config.peers, log);
+  /** Associations open now, by calling AE. */
+  const openByAe = new Map<number, string>();
+  const openCount = (ae: string) => [...openByAe.values()].filter((x) => x === ae).length;
 
   async function instancesFor(q: DimseQuery): Promise<StoredInstance[]> {
     const id = q.identifier;
@@ -89,7 +95,11 @@ export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingesto
   return {
     checkAssociation(a: AssociationInfo) {
       if (config.dicom.checkCalledAe && a.calledAe !== config.aeTitle) return 'called-ae';
-      if (!config.dicom.acceptUnknownCallingAe && !known().has(a.callingAe)) return 'calling-ae';
+      const peer = known().get(a.callingAe);
+      if (!config.dicom.acceptUnknownCallingAe && !peer) return 'calling-ae';
+      // A configured AE title is only itself from its own host: otherwise anyone could call as the PACS.
+      if (peer && !origins.allows(peer, a.remoteAddress)) return 'calling-host';
+      if (openCount(a.callingAe) >= config.dicom.maxAssociationsPerAe) return 'ae-limit';
       if (space?.low) return 'no-space';
       return undefined;
     },
@@ -155,7 +165,13 @@ export function dimseHandlers(deps: { config: Config; index: StudyIndex; ingesto
       return peer ? remoteFor(config, peer) : undefined;
     },
 
+    onUnknownDestination(a, destination) {
+      void audit?.record({ ...actor(a), action: 'dicom.move', outcome: 'refused', detail: { destination, reason: 'unknown move destination' } });
+    },
+
     onAssociation(event, a, detail) {
+      if (event === 'open') openByAe.set(a.id, a.callingAe);
+      if (event === 'close' || event === 'abort') openByAe.delete(a.id);
       metrics.associations.inc({ event });
       if (event === 'open') metrics.activeAssociations.inc();
       if (event === 'close') metrics.activeAssociations.dec();

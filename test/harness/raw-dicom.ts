@@ -85,9 +85,10 @@ export class RawAssociation {
     socket.on('error', () => undefined);
   }
 
-  static connect(port: number): Promise<RawAssociation> {
+  /** `localAddress`: another loopback address plays another host. */
+  static connect(port: number, localAddress?: string): Promise<RawAssociation> {
     return new Promise((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1', () => resolve(new RawAssociation(s)));
+      const s = net.connect({ port, host: '127.0.0.1', localAddress }, () => resolve(new RawAssociation(s)));
       s.once('error', reject);
     });
   }

@@ -101,6 +101,8 @@ describe('DCMTK interoperability', { skip }, () => {
     assert.equal(readdirSync(sink.dir).length, 300);
     const unknown = await dcmtk('movescu', ['-S', '-aec', 'OPENDRIM', '-aem', 'NOWHERE', '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${ct.studyUid}`, '127.0.0.1', port()]);
     assert.match(unknown.out, /MoveDestinationUnknown|Move Destination Unknown|A801/i);
+    await node.audit.flush();
+    assert.ok((await node.audit.search({ action: 'dicom.move' })).some((r) => r.outcome === 'refused' && JSON.stringify(r.detail).includes('NOWHERE')), 'the refused C-MOVE is audited');
   });
 
   test('getscu: a series comes back on the same association', async () => {
