@@ -142,7 +142,9 @@ export class AuditTrail {
         prev_hash: prevHash,
         hash: 'pending',
       };
-      const { id } = await trx.insertInto('audit_events').values(row).returning('id').executeTakeFirstOrThrow();
+      // Ids are given here, one after the other under the lock, never by a sequence that a failed insert would
+      // leave a hole in: a missing id then always means a removed record.
+      const { id } = await trx.insertInto('audit_events').values({ ...row, id: Number(last?.id ?? 0) + 1 }).returning('id').executeTakeFirstOrThrow();
       const hash = recordHash(prevHash, { id: Number(id), at: row.at, actorType: row.actor_type, actorId: row.actor_id, actorAddress: row.actor_address, action: row.action, patientId: row.patient_id, studyUid: row.study_uid, outcome: row.outcome, detail: row.detail });
       await trx.updateTable('audit_events').set({ hash }).where('id', '=', Number(id)).execute();
       return toRecord({ ...row, id: Number(id), hash });
@@ -191,6 +193,8 @@ export class AuditTrail {
       for (const row of rows) {
         const r = toRecord(row);
         count++;
+        // Records are numbered 1, 2, 3…: a gap is a removed record even when the chain was recomputed after it.
+        if (r.id !== prevId + 1) return { ok: false, records: count, lastHash: prevHash, brokenAt: r.id, reason: r.id > prevId + 1 ? `record${r.id - prevId > 2 ? `s ${prevId + 1}–${r.id - 1} are` : ` ${prevId + 1} is`} missing` : 'records out of sequence' };
         if (r.prevHash !== prevHash) return { ok: false, records: count, lastHash: prevHash, brokenAt: r.id, reason: prevId && r.id !== prevId + 1 ? `records ${prevId + 1}–${r.id - 1} are missing` : 'previous-hash link does not match: a record before it was altered or removed' };
         const expected = recordHash(prevHash, { ...r, detail: row.detail });
         if (expected !== r.hash) return { ok: false, records: count, lastHash: prevHash, brokenAt: r.id, reason: 'record content does not match its hash: it was altered' };

@@ -458,9 +458,23 @@ export const ConfigSchema = z
           })
           .strict()
           .optional(),
+        /**
+         * Signed checkpoints of the trail, outside its database: appended to `file` (put it on another volume, or
+         * one the database's administrators cannot write) and sent to the syslog collector as audit records.
+         */
+        checkpoints: z
+          .object({
+            /** Default: audit/checkpoints.jsonl under dataDir. */
+            file: z.string().min(1).optional(),
+            /** The Ed25519 signing key (made on first start, 0600; its public key beside it, .pub). Default: audit/signing-key.pem under dataDir. */
+            keyFile: z.string().min(1).optional(),
+            everyMinutes: z.number().positive().default(5),
+          })
+          .strict()
+          .default({ everyMinutes: 5 }),
       })
       .strict()
-      .default({}),
+      .default({ checkpoints: { everyMinutes: 5 } }),
   })
   .strict();
 
@@ -495,6 +509,12 @@ const ENV_KEYS: Record<string, { key: string; kind: 'string' | 'int' | 'bool' | 
   OPENDRIM_PSC_CLIENT_SECRET: { key: 'consumer.psc.clientSecret', kind: 'string' },
   DATABASE_URL: { key: 'databaseUrl', kind: 'string' },
 };
+
+/** Where the audit checkpoints and their signing key live. */
+export function auditCheckpointFiles(config: Config): { file: string; keyFile: string } {
+  const c = config.audit.checkpoints;
+  return { file: c.file ?? path.join(config.dataDir, 'audit', 'checkpoints.jsonl'), keyFile: c.keyFile ?? path.join(config.dataDir, 'audit', 'signing-key.pem') };
+}
 
 /** `AE@host:port[,AE2@host2:port2]` — the compact peer list accepted in OPENDRIM_PEERS. */
 export function parsePeerList(text: string): Peer[] {

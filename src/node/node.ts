@@ -2,7 +2,8 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { addCidr, ConfigError, tlsMaterial, type Config } from '../config/config.js';
+import { addCidr, auditCheckpointFiles, ConfigError, tlsMaterial, type Config } from '../config/config.js';
+import { AuditCheckpoints } from '../audit/checkpoints.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { DicomServer } from '../dicom/server.js';
 import type { Database } from '../store/db.js';
@@ -123,6 +124,8 @@ export class OpenDrimNode {
   get nodeId(): string {
     return `${os.hostname()}:${path.resolve(this.config.dataDir)}`;
   }
+  /** Signed checkpoints of the audit trail, written outside the database. */
+  checkpoints: AuditCheckpoints | undefined;
   /** Free space of the storage file system, watched while the node runs. */
   space: StorageSpace | undefined;
 
@@ -182,6 +185,7 @@ export class OpenDrimNode {
     this.audit = new AuditTrail(this.database.db, this.database.dialect, log.child({ component: 'audit' }));
     const audit = this.audit;
     this.collectors.unshift(async () => void metrics.auditBacklog.set(audit.backlogSize));
+    this.checkpoints = new AuditCheckpoints({ db: this.database.db, trail: this.audit, ...auditCheckpointFiles(config), log: log.child({ component: 'audit' }), everyMs: config.audit.checkpoints.everyMinutes * 60_000 });
     const syslog = config.audit.syslog;
     if (syslog) {
       const m = tlsMaterial(config);
@@ -244,6 +248,7 @@ export class OpenDrimNode {
     await listening('DICOM', 'dicomPort (OPENDRIM_DICOM_PORT)', () => this.dicom.listen());
     await listening('HTTP', 'httpPort (OPENDRIM_HTTP_PORT)', () => this.http.listen({ port: config.httpPort, host: config.bind }));
     this.publisher?.queue.start();
+    this.checkpoints?.start();
     if (config.hl7.enabled) {
       const handlers = [
         ...(this.publisher ? [sourceHl7Handler(this.publisher, log.child({ component: 'source' }))] : []),
@@ -692,6 +697,7 @@ export class OpenDrimNode {
     this.space?.stop();
     await Promise.allSettled([this.dicom?.close(graceMs), this.http?.close(), this.hl7?.close(graceMs), this.exchange?.close()]);
     await this.blobs?.close();
+    await this.checkpoints?.stop();
     await this.audit?.flush(true);
     await this.atna?.close();
     await this.database?.close();
