@@ -36,6 +36,11 @@ describe('opendrim CLI', () => {
     const cfg = JSON.parse(ok.stdout);
     assert.equal(cfg.httpPort, 9999);
     assert.equal(cfg.peers[0].aeTitle, 'PACS');
+    // The database password in DATABASE_URL is not printed.
+    const secret = await cli(['config'], { DATABASE_URL: 'postgres://opendrim:S3cretPw@db.example:5432/opendrim' });
+    assert.equal(secret.code, 0);
+    assert.ok(!secret.stdout.includes('S3cretPw'), 'password masked');
+    assert.match(JSON.parse(secret.stdout).databaseUrl, /^postgres:\/\/opendrim:\*+@db\.example:5432\/opendrim$/);
     const dir = mkdtempSync(path.join(tmpdir(), 'cli-'));
     writeFileSync(path.join(dir, 'bad.yaml'), 'dicom:\n  maxPduLength: lots\n');
     const bad = await cli(['--config', path.join(dir, 'bad.yaml'), 'config']);

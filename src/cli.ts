@@ -136,7 +136,13 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'config':
       // Secrets are never printed.
-      console.log(JSON.stringify(config, (k, v) => (/secret|password/i.test(k) && typeof v === 'string' && !/File$/.test(k) ? '********' : v), 2));
+      console.log(
+        JSON.stringify(
+          config,
+          (k, v) => (/secret|password/i.test(k) && typeof v === 'string' && !/File$/.test(k) ? '********' : typeof v === 'string' ? v.replace(/(\/\/[^/:@\s]+:)[^@/\s]+@/, '$1********@') : v),
+          2,
+        ),
+      );
       return 0;
     case 'audit': {
       if (args[0] !== 'verify') throw new ConfigError('usage: opendrim audit verify');

@@ -14,6 +14,7 @@ import { stowRoutes } from './stow.js';
 import { HttpError, UID, acceptList, checkUids, requestedSyntaxes, sendInstances, sendMetadata, targetOf, describeTarget, type WadoParams } from './wado.js';
 import { parseQido, shapeResult } from './qido.js';
 import { PixelError, readElementBytes, readFrames, renderFrame } from './pixels.js';
+import { clientMessage } from '../common/errors.js';
 
 export interface DicomwebDeps {
   config: Config;
@@ -56,11 +57,11 @@ export async function dicomwebRoutes(app: FastifyInstance, deps: DicomwebDeps): 
     const status = err instanceof HttpError ? err.status : err instanceof QueryError || err instanceof MultipartError ? 400 : err instanceof PixelError ? err.status : (err.statusCode ?? 500);
     if (status >= 500) {
       metrics.errors.inc({ component: 'dicomweb' });
-      log.error({ err }, 'DICOMweb request failed');
+      log.error({ err, reqId: req.id }, 'DICOMweb request failed');
     } else {
       log.info({ method: req.method, url: req.url, status, reason: err.message }, 'DICOMweb request refused');
     }
-    reply.code(status).type('application/json').send({ error: err.message });
+    reply.code(status).type('application/json').send({ error: clientMessage(status, err, req.id) });
   });
 
   const baseUrl = (req: FastifyRequest) => (config.publicUrl ? `${config.publicUrl.replace(/\/$/, '')}/dicom-web` : `${req.protocol}://${req.headers.host}/dicom-web`);

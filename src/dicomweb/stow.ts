@@ -16,6 +16,8 @@ export interface StowOptions {
   /** Largest request accepted, counted after decompression (a small gzip body cannot expand without bound). */
   maxBytes: number;
   baseUrl: (req: FastifyRequest) => string;
+  /** Most parts one request may carry (default 10,000). */
+  maxParts?: number;
   /** The storage's free space: while it is low, requests are answered 503 before any byte is written. */
   space?: { low: boolean };
   /** Called for every instance stored, with the request it came in (e.g. to watch the study it belongs to). */
@@ -61,7 +63,8 @@ export async function stowRoutes(app: FastifyInstance, opts: StowOptions): Promi
     }
     const inFlight = new Set<BlobWriter>();
     try {
-      await parseMultipart(limited(), ct.params.boundary ?? '', (part) => onPart(part));
+      // Bounded parts: 100,000 empty parts once kept a node busy for minutes.
+      await parseMultipart(limited(), ct.params.boundary ?? '', (part) => onPart(part), { maxParts: opts.maxParts ?? 10_000 });
     } catch (e) {
       // A body cut short or malformed: drop the part being received; instances already committed stay stored.
       await Promise.all([...inFlight].map((w) => w.discard()));

@@ -11,6 +11,7 @@ import type { StudyIndex } from '../store/study-index.js';
 import { StudyUnavailableError, type StudyCache } from '../source/study-cache.js';
 import type { Ingestor, IngestResult } from '../store/ingest.js';
 import { stowRoutes } from '../dicomweb/stow.js';
+import { clientMessage } from '../common/errors.js';
 
 export interface ExchangeServerOptions {
   host: string;
@@ -91,9 +92,9 @@ export class ExchangeServer {
       const status = err instanceof HttpError ? err.status : err instanceof StudyUnavailableError ? 502 : (err.statusCode ?? 500);
       if (status >= 500) {
         opts.metrics.errors.inc({ component: 'exchange' });
-        opts.log.error({ err, url: req.url }, 'DRIMbox exchange request failed');
+        opts.log.error({ err, url: req.url, reqId: req.id }, 'DRIMbox exchange request failed');
       }
-      reply.code(status).type('application/json').send({ error: err.message });
+      reply.code(status).type('application/json').send({ error: clientMessage(status, err, req.id) });
     });
     await app.register(wadoRoutes, {
       prefix: '/dicom-web',

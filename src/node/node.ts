@@ -219,6 +219,7 @@ export class OpenDrimNode {
       reply.header('X-Content-Type-Options', 'nosniff');
       reply.header('Referrer-Policy', 'no-referrer');
       reply.header('X-Frame-Options', 'DENY');
+      if (tlsServerOptions) reply.header('Strict-Transport-Security', 'max-age=31536000');
       if (!req.url.startsWith('/metrics') && !req.url.startsWith('/health')) {
         reply.header('Cache-Control', 'no-store');
         // A response that sandboxed itself (a report body) keeps its policy.

@@ -32,6 +32,7 @@ import { esc, page, type PageContext } from './html.js';
 import { patientRoutes, type PatientContext } from './patient-routes.js';
 import { IMPORT_MAP_HASH, viewerRoutes, type OpenExam } from './viewer-routes.js';
 import { HttpError } from '../dicomweb/wado.js';
+import { clientMessage } from '../common/errors.js';
 
 export const SESSION_COOKIE = 'opendrim_session';
 const LOGIN_COOKIE = 'opendrim_login';
@@ -242,9 +243,10 @@ export async function webRoutes(app: FastifyInstance, deps: WebDeps): Promise<vo
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
     const r = req as WebRequest;
     const status = err instanceof HttpError ? err.status : (err.statusCode ?? 500);
-    if (status >= 500) log.error({ err, url: req.url }, 'web request failed');
-    if ((req.headers.accept ?? '').includes('text/html')) return reply.code(status).type('text/html').send(page(pageContext(r), String(status), `<section class="card"><h1>${esc(status === 404 ? r.t.notFound : status === 403 ? r.t.forbidden : String(status))}</h1><p class="error">${esc(err.message)}</p></section>`));
-    return reply.code(status).type('application/json').send({ error: err.message });
+    if (status >= 500) log.error({ err, url: req.url, reqId: req.id }, 'web request failed');
+    const message = clientMessage(status, err, req.id);
+    if ((req.headers.accept ?? '').includes('text/html')) return reply.code(status).type('text/html').send(page(pageContext(r), String(status), `<section class="card"><h1>${esc(status === 404 ? r.t.notFound : status === 403 ? r.t.forbidden : String(status))}</h1><p class="error">${esc(message)}</p></section>`));
+    return reply.code(status).type('application/json').send({ error: message });
   });
 
   /** Each screen needs a permission (src/auth/roles.ts); a refusal is explained and audited. */
