@@ -27,7 +27,7 @@ for (const tdb of await testDatabases()) {
     });
 
     test('a session is found by its token and kind only; the table keeps a hash, never the token', async () => {
-      const token = await store.create('user', { who: '8899700218896' });
+      const token = await store.create('user', { who: '8899700218896', tokens: { accessToken: 'eyJ.psc-access.token' } });
       assert.match(token, /^[\w-]{43}$/);
       const s = await store.get<{ who: string }>(token, 'user');
       assert.equal(s?.data.who, '8899700218896');
@@ -36,6 +36,7 @@ for (const tdb of await testDatabases()) {
       assert.equal(await store.get(undefined, 'user'), undefined);
       const rows = await database.db.selectFrom('web_sessions').selectAll().execute();
       assert.ok(rows.every((r) => r.id_hash !== token && !r.data.includes(token)));
+      assert.ok(rows.every((r) => !r.data.includes('psc-access') && !r.data.includes('8899700218896')), 'session data (PSC tokens) sealed: a copy of the table reveals nothing');
       await store.update(token, { who: 'changed' });
       assert.equal((await store.get<{ who: string }>(token, 'user'))?.data.who, 'changed');
       await store.destroy(token);

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../store/db.js';
 
@@ -20,6 +20,26 @@ export interface Session<T> {
 const hash = (token: string) => createHash('sha256').update(token).digest('hex');
 
 /**
+ * Session data (the practitioner's PSC tokens among it) is encrypted with a key derived from the session token,
+ * which only the browser holds: a copy of the table, or of the database, reveals no token and opens nothing.
+ */
+const dataKey = (token: string) => Buffer.from(hkdfSync('sha256', token, 'opendrim-session', 'session data', 32));
+function seal(token: string, data: unknown): string {
+  const iv = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', dataKey(token), iv);
+  const body = Buffer.concat([c.update(JSON.stringify(data), 'utf8'), c.final()]);
+  return `v1:${Buffer.concat([iv, c.getAuthTag(), body]).toString('base64')}`;
+}
+function open<T>(token: string, stored: string): T {
+  // Sessions written before data was sealed are read as they are.
+  if (!stored.startsWith('v1:')) return JSON.parse(stored) as T;
+  const raw = Buffer.from(stored.slice(3), 'base64');
+  const d = createDecipheriv('aes-256-gcm', dataKey(token), raw.subarray(0, 12));
+  d.setAuthTag(raw.subarray(12, 28));
+  return JSON.parse(Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8')) as T;
+}
+
+/**
  * Server-side sessions shared by every node of a deployment (they live in the database). The browser holds a
  * random 256-bit token; the database holds its hash only, so a copy of the table opens no session. Each
  * session has its own CSRF token for forms.
@@ -36,7 +56,7 @@ export class SessionStore {
     const now = new Date();
     await this.db
       .insertInto('web_sessions')
-      .values({ id_hash: hash(token), kind, data: JSON.stringify(data), csrf: randomBytes(24).toString('base64url'), created_at: now.toISOString(), last_seen: now.toISOString(), expires_at: new Date(now.getTime() + Math.min(ttlMs, this.limits.absoluteMs)).toISOString() })
+      .values({ id_hash: hash(token), kind, data: seal(token, data), csrf: randomBytes(24).toString('base64url'), created_at: now.toISOString(), last_seen: now.toISOString(), expires_at: new Date(now.getTime() + Math.min(ttlMs, this.limits.absoluteMs)).toISOString() })
       .execute();
     return token;
   }
@@ -57,11 +77,11 @@ export class SessionStore {
     if (now - new Date(row.last_seen).getTime() > 60_000) {
       await this.db.updateTable('web_sessions').set({ last_seen: new Date(now).toISOString(), expires_at: new Date(expires).toISOString() }).where('id_hash', '=', row.id_hash).execute();
     }
-    return { kind: row.kind, data: JSON.parse(row.data) as T, csrf: row.csrf, createdAt: new Date(created), expiresAt: new Date(expires) };
+    return { kind: row.kind, data: open<T>(token, row.data), csrf: row.csrf, createdAt: new Date(created), expiresAt: new Date(expires) };
   }
 
   async update<T>(token: string, data: T): Promise<void> {
-    await this.db.updateTable('web_sessions').set({ data: JSON.stringify(data) }).where('id_hash', '=', hash(token)).execute();
+    await this.db.updateTable('web_sessions').set({ data: seal(token, data) }).where('id_hash', '=', hash(token)).execute();
   }
 
   async destroy(token: string): Promise<void> {

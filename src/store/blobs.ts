@@ -77,7 +77,7 @@ export class BlobWriter extends Writable {
       this.prefixLength += keep.length;
     }
     try {
-      this.fd ??= openSync(this.tempPath, 'w');
+      this.fd ??= openSync(this.tempPath, 'w', 0o600);
       let off = 0;
       while (off < chunk.length) off += writeSync(this.fd, chunk, off);
       cb();
@@ -88,7 +88,7 @@ export class BlobWriter extends Writable {
 
   override _final(cb: (err?: Error | null) => void): void {
     try {
-      this.fd ??= openSync(this.tempPath, 'w');
+      this.fd ??= openSync(this.tempPath, 'w', 0o600);
     } catch (e) {
       cb(e as Error);
       return;
@@ -190,7 +190,8 @@ export class FsBlobStore implements BlobStore {
     const p = path.join(this.tmpDir, `${randomUUID()}.part`);
     this.preparing = p;
     // Callback API on purpose: it yields a plain descriptor that the writer closes (a FileHandle would close it on GC).
-    openCb(p, 'w', (err, fd) => {
+    // Patient data: readable by this service's user only.
+    openCb(p, 'w', 0o600, (err, fd) => {
       this.refilling = false;
       this.preparing = undefined;
       if (err) return;

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, type Generated } from 'kysely';
@@ -314,6 +314,8 @@ export function openDatabase(opts: { databaseUrl?: string; dataDir: string }): D
   const file = url ? url.replace(/^sqlite:(\/\/)?/, '') : path.join(opts.dataDir, 'index.sqlite');
   if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
   const sqlite = new SQLite(file);
+  // SQLite gives its -wal and -shm files the database file's permissions.
+  if (file !== ':memory:') chmodSync(file, 0o600);
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');

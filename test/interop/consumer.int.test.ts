@@ -91,7 +91,10 @@ describe('DRIMbox consumer in the browser: PSC login, contextual launch, DMP lis
     assert.ok(session.httpOnly && session.secure && session.sameSite === 'Lax', 'session cookie is httpOnly, Secure, SameSite=Lax');
 
     // The PSC tokens are renewed when they near expiry, and the session goes on.
-    const tokensNow = async () => JSON.parse((await b.database.db.selectFrom('web_sessions').select('data').where('kind', '=', 'user').executeTakeFirstOrThrow()).data).tokens;
+    // The stored session data is sealed with the cookie's token: the table alone shows no PSC token.
+    const stored = (await b.database.db.selectFrom('web_sessions').select('data').where('kind', '=', 'user').executeTakeFirstOrThrow()).data;
+    assert.ok(!/accessToken|refreshToken|eyJ/.test(stored), 'no PSC token readable in the database');
+    const tokensNow = async () => (await b.sessions!.get<{ tokens: { accessToken: string; expiresAt: number } }>(session.value, 'user'))!.data.tokens;
     const before = await tokensNow();
     await new Promise((r) => setTimeout(r, 6000));
     await pg.reload();
