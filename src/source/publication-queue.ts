@@ -101,8 +101,10 @@ export class PublicationQueue {
 
   start(): void {
     this.stopped = false;
-    // Claims this node held before it restarted are its own: take them back now rather than after the lease.
-    void this.deps.db.updateTable('publication_queue').set({ claimed_by: null, lease_until: null }).where('claimed_by', '=', this.nodeId).where('status', '=', 'pending').execute().then(() => this.kick(), (e) => this.deps.log.error({ err: e }, 'publication queue: could not release previous claims'));
+    // Claims this node held before it restarted are its own: take them back now rather than after the lease
+    // (only those made before this start: one made since is this run's, at work).
+    const startedAt = new Date().toISOString();
+    void this.deps.db.updateTable('publication_queue').set({ claimed_by: null, lease_until: null }).where('claimed_by', '=', this.nodeId).where('status', '=', 'pending').where('updated_at', '<', startedAt).execute().then(() => this.kick(), (e) => this.deps.log.error({ err: e }, 'publication queue: could not release previous claims'));
     this.timer = setInterval(() => this.kick(), this.opts.pollMs);
     this.timer.unref();
   }
