@@ -24,7 +24,8 @@ test('environment overrides the file', () => {
   assert.equal(cfg.aeTitle, 'FROMFILE');
   assert.equal(cfg.httpPort, 9100);
   assert.equal(cfg.databaseUrl, 'postgres://x/y');
-  assert.deepEqual(cfg.peers, [{ aeTitle: 'PACS', host: '127.0.0.1', port: 4242 }]);
+  // A peer is trusted from its own host only unless it says anyHost.
+  assert.deepEqual(cfg.peers, [{ aeTitle: 'PACS', host: '127.0.0.1', port: 4242, anyHost: false }]);
 });
 
 test('a bad key is named in the error', () => {
@@ -56,8 +57,8 @@ test('anonymous networks must be addresses or CIDR blocks', () => {
 
 test('compact peer list', () => {
   assert.deepEqual(parsePeerList('PACS@127.0.0.1:4242, MOD@10.0.0.2:104'), [
-    { aeTitle: 'PACS', host: '127.0.0.1', port: 4242 },
-    { aeTitle: 'MOD', host: '10.0.0.2', port: 104 },
+    { aeTitle: 'PACS', host: '127.0.0.1', port: 4242, anyHost: false },
+    { aeTitle: 'MOD', host: '10.0.0.2', port: 104, anyHost: false },
   ]);
   assert.throws(() => parsePeerList('nonsense'), /AE@host:port/);
 });
