@@ -33,7 +33,7 @@ export interface ExchangeServerOptions {
    */
   search?: (ins: string) => Promise<Array<{ studyUid: string; date?: string; description?: string; modalities: string[] }>>;
   /** Studies other boxes may push here (STOW-RS on /dicom-web/studies, automatic routing), when configured. */
-  inbound?: { from: string[]; ingestor: Ingestor; maxBytes: number; onStored: (fromDomain: string, result: IngestResult) => Promise<void> };
+  inbound?: { from: string[]; ingestor: Ingestor; maxBytes: number; onStored: (fromDomain: string, result: IngestResult) => Promise<void>; space?: { low: boolean } };
 }
 
 type ExchangeRequest = PeerRequest & { instancesSent?: number };
@@ -135,6 +135,7 @@ export class ExchangeServer {
         metrics: opts.metrics,
         log: opts.log,
         maxBytes: inbound.maxBytes,
+        space: inbound.space,
         baseUrl: () => this.wadoRsBase,
         onStored: (req, result) => inbound.onStored((req as ExchangeRequest).peerBox!.box.domain, result),
       });

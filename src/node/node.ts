@@ -396,6 +396,7 @@ export class OpenDrimNode {
             from: config.incoming!.acceptFromBoxes,
             ingestor: this.ingestor,
             maxBytes: config.dicomweb.maxStowBytes,
+            space: this.space,
             onStored: (domain, result) => this.incoming!.arrived(result.studyUid, `box:${domain}`),
           }
         : undefined,

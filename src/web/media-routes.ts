@@ -16,7 +16,10 @@ import { pageContext, type WebDeps, type WebRequest } from './plugin.js';
 export async function mediaRoutes(app: FastifyInstance, { deps }: { deps: WebDeps }): Promise<void> {
   const media = deps.media!;
   const limits = deps.mediaLimits!;
-  await app.register(multipart, { limits: { fileSize: limits.maxBytes, files: limits.maxFiles, fields: 4, parts: limits.maxFiles + 4 } });
+  // preservePath: a folder upload names each file by its path inside the folder (a CD's DICOMDIR refers to its
+  // files by those paths, and two files of different folders often share a name); busboy keeps only the base
+  // name otherwise. The path is confined to the upload directory below (safeEntryPath).
+  await app.register(multipart, { preservePath: true, limits: { fileSize: limits.maxBytes, files: limits.maxFiles, fields: 4, parts: limits.maxFiles + 4 } });
 
   app.get('/app/media', async (req, reply) => {
     const r = req as WebRequest;

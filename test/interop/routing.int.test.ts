@@ -205,6 +205,45 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
     assert.equal((await inPacsB(study.studyUid)).length, 0);
   });
 
+  test('a CD uploaded as a folder from the web page (DICOMDIR made by dcmmkdir, nested folders, repeated file names) is imported whole', { skip: haveCommand('dcmmkdir') ? false : 'DCMTK is not installed' }, async () => {
+    await adtToB(['MSH|^~\\&|DPI|CABINET-B|OPENDRIM|CABINET-B|20261203100000||ADT^A28^ADT_A05|ADT-CD|P|2.5', 'PID|||B-8001^^^CABINET-B&1.2.250.1.999.2&ISO^PI||DISQUE^CLARA^^^^^L||19700707|F']);
+    const study = generateStudy({ out: path.join(gen, 'cd-src'), modality: 'CT', series: 2, slices: 6, rows: 64, cols: 64, patientId: 'CD-1', issuer: 'AILLEURS', patientName: 'DISQUE^CLARA', birthDate: '19700707', sex: 'F', accession: 'CD-1' });
+    // The layout of a CD: DICOM/<series>/IM00000n, the same names in each series folder, and a DICOMDIR at the root.
+    const cd = path.join(gen, 'cd');
+    const perSeries = new Map<string, number>();
+    for (const f of study.files) {
+      const series = study.seriesUids.findIndex((s) => readFileSync(f).includes(Buffer.from(s)));
+      const n = (perSeries.get(String(series)) ?? 0) + 1;
+      perSeries.set(String(series), n);
+      const dir = path.join(cd, 'DICOM', `SE00000${series + 1}`);
+      mkdirSync(dir, { recursive: true });
+      copyFileSync(f, path.join(dir, `IM00000${n}`));
+    }
+    const mk = await dcmtk('dcmmkdir', ['--recurse', '--output-file', path.join(cd, 'DICOMDIR'), '--input-directory', cd, 'DICOM']);
+    assert.equal(mk.code, 0, mk.out);
+    const browser = await launchChromium();
+    try {
+      const pg = await (await browser.newContext({ viewport: { width: 1200, height: 800 }, ignoreHTTPSErrors: true })).newPage();
+      await pg.goto(`${net.bUrl}/app/media`);
+      await pg.click('#psc-login');
+      await pscLogin(pg);
+      if (!pg.url().includes('/app/media')) await pg.goto(`${net.bUrl}/app/media`);
+      await pg.setInputFiles('#media-folder', cd);
+      await pg.click('#media-send');
+      const item = pg.locator('#media-studies li');
+      await item.waitFor({ timeout: 60_000 });
+      assert.match(await pg.locator('#media-status').innerText(), new RegExp(`${study.files.length} instance`));
+      assert.doesNotMatch(await pg.locator('#media-report').innerText(), /EEXIST|\/tmp\//, 'no server error or path shown');
+    } finally {
+      await browser.close();
+    }
+    const rows = await waitFor('the CD study in PACS B', async () => {
+      const r = await inPacsB(study.studyUid);
+      return r.length && Number(r[0]?.['00201208']?.Value?.[0]) === study.files.length ? r : undefined;
+    });
+    assert.equal(rows[0]?.['00100020']?.Value?.[0], 'B-8001', 'reconciled to the local patient');
+  });
+
   test('an HL7 order whose destination facility is B routes the exam there (trigger: hl7)', async () => {
     await adtToB(['MSH|^~\\&|DPI|CABINET-B|OPENDRIM|CABINET-B|20261203100000||ADT^A28^ADT_A05|ADT-5|P|2.5', 'PID|||B-7001^^^CABINET-B&1.2.250.1.999.2&ISO^PI||PETIT^JEAN^^^^^L||19500101|M']);
     const orm = ['MSH|^~\\&|RIS|CHU-A|OPENDRIM|CABINET-B|20261203110000||ORM^O01^ORM_O01|ORM-9|P|2.5', 'PID|||A-1003^^^CHU-A||PETIT^JEAN||19500101|M', 'ORC|XO|PL-3||||||||||123456^HOUSE^GREGORY', 'OBR|1|PL-3||RX^Radio thorax||||||||||||123456^HOUSE^GREGORY||R-3'].join('\r');
