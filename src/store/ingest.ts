@@ -19,20 +19,26 @@ export interface IngestResult {
 }
 
 /** The instance was refused; `reason` is fit to show the sender. Nothing was stored. */
-/** Bytes of a file by position (the pixel data itself is never read: only item headers and what follows it). */
-function readRange(file: string, offset: number, length: number): Buffer {
-  const fd = openSync(file, 'r');
+/**
+ * Why a received file is not a whole data set, or undefined. Reads by position through one descriptor, opened only
+ * if the check needs more than the header in memory (item headers of encapsulated pixels, what follows Pixel Data).
+ */
+function damageOf(writer: BlobWriter): string | undefined {
+  let fd: number | undefined;
   try {
-    const out = Buffer.alloc(length);
-    let n = 0;
-    while (n < length) {
-      const r = readSync(fd, out, n, length - n, offset + n);
-      if (r === 0) break;
-      n += r;
-    }
-    return out.subarray(0, n);
+    return wholenessProblem(writer.prefix, writer.bytes, (offset, length) => {
+      fd ??= openSync(writer.tempPath, 'r');
+      const out = Buffer.alloc(length);
+      let n = 0;
+      while (n < length) {
+        const r = readSync(fd, out, n, length - n, offset + n);
+        if (r === 0) break;
+        n += r;
+      }
+      return out.subarray(0, n);
+    });
   } finally {
-    closeSync(fd);
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
@@ -150,7 +156,7 @@ export class Ingestor {
     try {
       if (checked instanceof Error) throw checked;
       // A truncated or damaged object is refused before it is acknowledged: served later, it would fail to render.
-      const damage = wholenessProblem(writer.prefix, writer.bytes, (offset, length) => readRange(writer.tempPath, offset, length));
+      const damage = damageOf(writer);
       if (damage) throw new IngestError(`the object is not a whole DICOM data set: ${damage}`, 'damaged');
       const { ds, sopUid, sopClassUid, studyUid, seriesUid, key, rows, exists } = checked;
       if (exists && this.opts.duplicates === 'keep') {
