@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -48,6 +48,17 @@ describe('opendrim CLI', () => {
     assert.match(bad.stderr, /dicom\.maxPduLength/);
     const unknown = await cli(['frobnicate']);
     assert.equal(unknown.code, 2);
+  });
+
+  test('generate writes a study whose patient, INS and description are the ones asked for', async () => {
+    const out = mkdtempSync(path.join(tmpdir(), 'cli-gen-'));
+    const r = await cli(['generate', '--out', out, '--slices', '2', '--patient-id', 'P0001', '--patient-name', 'DUPONT^MARIE', '--ins', '279035121518989', '--description', 'TDM THORAX']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^2 instances .* written to /);
+    const file = readFileSync(path.join(out, readdirSync(out).sort()[0]!));
+    for (const v of ['P0001', 'DUPONT^MARIE', '279035121518989', 'TDM THORAX']) assert.ok(file.includes(Buffer.from(v)), `${v} in the files`);
+    assert.equal((await cli(['generate', '--out', out, '--modality', 'XX'])).code, 2);
+    rmSync(out, { recursive: true, force: true });
   });
 
   test('start with a YAML file: serves health, then stops cleanly on SIGTERM', async () => {

@@ -36,6 +36,9 @@ Commands:
   psc [--port N] --client ID:SECRET --redirect URI
                                 run the Pro Santé Connect stand-in (OpenID provider with test e-CPS accounts,
                                 PIN 1234) on 127.0.0.1, for tests and demos
+  generate --out DIR [--modality CT|MR|CR] [--series N] [--slices N] [--patient-id ID] [--patient-name FAMILY^GIVEN]
+           [--ins INS] [--description TEXT]
+                                write a synthetic study (Part 10 files, test material) to DIR, e.g. for storescu
   trust-list sign --key KEY --in LIST.json --out LIST.jws
                                 sign a trust list of DRIMboxes with the list authority's private key (PEM)
 
@@ -77,7 +80,7 @@ export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, port: { type: 'string' }, 'data-dir': { type: 'string' }, bind: { type: 'string' }, client: { type: 'string' }, redirect: { type: 'string', multiple: true }, key: { type: 'string' }, in: { type: 'string' }, out: { type: 'string' }, url: { type: 'string' } },
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, port: { type: 'string' }, 'data-dir': { type: 'string' }, bind: { type: 'string' }, client: { type: 'string' }, redirect: { type: 'string', multiple: true }, key: { type: 'string' }, in: { type: 'string' }, out: { type: 'string' }, url: { type: 'string' }, modality: { type: 'string' }, series: { type: 'string' }, slices: { type: 'string' }, 'patient-id': { type: 'string' }, 'patient-name': { type: 'string' }, ins: { type: 'string' }, description: { type: 'string' } },
   });
   if (values.help) {
     console.log(HELP);
@@ -106,6 +109,21 @@ export async function main(argv: string[]): Promise<number> {
     const psc = await new PscServer({ host: values.bind ?? '127.0.0.1', port, clients: [{ clientId: m[1]!, clientSecret: m[2]!, redirectUris: values.redirect, postLogoutRedirectUris: values.redirect.map((u) => u.replace(/\/auth\/callback$/, '/auth/login')) }], log: createLogger(process.env.OPENDRIM_LOG_LEVEL ?? 'info', 'psc-standin') }).start();
     console.log(`Pro Santé Connect stand-in: issuer ${psc.issuer} (test accounts, PIN 1234)`);
     await untilSignal(() => psc.close());
+    return 0;
+  }
+  if (command === 'generate') {
+    if (!values.out) throw new ConfigError('usage: opendrim generate --out DIR [--modality CT|MR|CR] [--series N] [--slices N] [--patient-id ID] [--patient-name FAMILY^GIVEN] [--ins INS] [--description TEXT]');
+    const modality = (values.modality ?? 'CT').toUpperCase();
+    if (!['CT', 'MR', 'CR'].includes(modality)) throw new ConfigError(`--modality: "${values.modality}" is not CT, MR or CR`);
+    const count = (name: 'series' | 'slices', dflt: number) => {
+      const v = Number(values[name] ?? dflt);
+      if (!Number.isInteger(v) || v < 1 || v > 10_000) throw new ConfigError(`--${name}: "${values[name]}" is not a number from 1 to 10000`);
+      return v;
+    };
+    // Test material, loaded only when asked for.
+    const { generateStudy } = await import('./simulators/modality/study.js');
+    const g = generateStudy({ out: path.resolve(values.out), modality: modality as 'CT' | 'MR' | 'CR', series: count('series', 1), slices: count('slices', 20), patientId: values['patient-id'], patientName: values['patient-name'], ins: values.ins, description: values.description });
+    console.log(`${g.files.length} instances (${Math.round(g.bytes / 1048576)} MB) of study ${g.studyUid} written to ${path.resolve(values.out)}`);
     return 0;
   }
   if (command === 'trust-list') {
