@@ -48,6 +48,18 @@ describe('opendrim CLI', () => {
     assert.match(bad.stderr, /dicom\.maxPduLength/);
     const unknown = await cli(['frobnicate']);
     assert.equal(unknown.code, 2);
+    // A negative port is told by the port's rule, naming the key.
+    const negative = await cli(['config'], { OPENDRIM_DICOM_PORT: '-1' });
+    assert.equal(negative.code, 2);
+    assert.match(negative.stderr, /dicomPort: .*>=0/);
+  });
+
+  test('a database that cannot be reached is named as such, not as a failed migration', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'cli-db-'));
+    const r = await cli(['start'], { DATABASE_URL: 'postgres://opendrim@127.0.0.1:9/opendrim', OPENDRIM_DATA_DIR: dir, OPENDRIM_LOG_LEVEL: 'fatal' });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /the database could not be reached \(nothing listens there.*check DATABASE_URL/);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   test('generate writes a study whose patient, INS and description are the ones asked for', async () => {

@@ -543,7 +543,8 @@ function setPath(target: Record<string, unknown>, dotted: string, value: unknown
 function envValue(name: string, raw: string, kind: string): unknown {
   switch (kind) {
     case 'int': {
-      if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${name}: "${raw}" is not a whole number`);
+      if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name}: "${raw}" is not a whole number`);
+      // Negative or out of range values are told by the key's own rule (a port: 0 to 65535).
       return Number(raw);
     }
     case 'bool':

@@ -442,6 +442,12 @@ export async function migrateToLatest(db: Kysely<any>, dialect: Dialect): Promis
   const migrator = new Migrator({ db, provider, migrationTableName: 'opendrim_migrations', migrationLockTableName: 'opendrim_migrations_lock' });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
+  // A database that cannot be reached is not a failed migration: say where it was looked for.
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (error && !failed && code && /^(ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|ECONNRESET|28P01|3D000|28000)$/.test(code)) {
+    const why = { ECONNREFUSED: 'nothing listens there', ENOTFOUND: 'the host name is unknown', ETIMEDOUT: 'no answer', EHOSTUNREACH: 'the host is unreachable', ECONNRESET: 'the connection was cut', '28P01': 'the password was refused', '28000': 'the user is not allowed', '3D000': 'the database does not exist' }[code];
+    throw new Error(`the database could not be reached (${why}: ${(error as Error).message}); check DATABASE_URL`);
+  }
   if (error || failed) {
     throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${error instanceof Error ? error.message : String(error)}`);
   }
