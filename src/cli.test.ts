@@ -125,12 +125,25 @@ describe('opendrim CLI', () => {
       assert.equal(readdirSync(sink.dir).length, 3);
       const sendToNode = await cli(['send', study.studyUid, peer], { OPENDRIM_DATA_DIR: dataDir });
       assert.equal(sendToNode.code, 0, sendToNode.stderr);
-      const f = await cli(['find', peer, `StudyInstanceUID=${study.studyUid}`]);
+      const f = await cli(['find', peer, `StudyInstanceUID=${study.studyUid}`, '--json']);
       assert.equal(f.code, 0, f.stderr);
       assert.equal(JSON.parse(f.stdout).length, 1);
+      // For people: a table with a header line and one line per study.
+      const table = await cli(['find', peer, `StudyInstanceUID=${study.studyUid}`]);
+      assert.equal(table.code, 0, table.stderr);
+      const lines = table.stdout.trim().split('\n');
+      assert.match(lines[0]!, /^Date\s+Patient ID\s+Patient\s+Modalities\s+Description\s+Accession\s+Study Instance UID$/);
+      assert.equal(lines.length, 2);
+      assert.ok(lines[1]!.includes(study.studyUid));
+      assert.match(table.stderr, /^1 study/);
+      // A C-MOVE to a destination the peer does not know is told in words, with its status.
+      const mv = await cli(['move', peer, study.studyUid, 'NOWHERE']);
+      assert.equal(mv.code, 1);
+      assert.match(mv.stdout, /C-MOVE of study .* to NOWHERE: 0 sent, 0 failed, 0 with warnings — refused: the peer does not know the destination AE title \(status 0xA801\)/);
       const down = await cli(['echo', 'NOBODY@127.0.0.1:1']);
       assert.equal(down.code, 1);
       assert.match(down.stderr, /NOBODY/);
+      assert.match(down.stderr, /this command calls as OPENDRIM/, 'says which AE title the CLI calls as');
     });
   });
 });

@@ -1,3 +1,4 @@
+import type { DicomJson } from './dicom/part10.js';
 import { parseArgs } from 'node:util';
 import { readdir, stat } from 'node:fs/promises';
 import { createReadStream, existsSync, readFileSync } from 'node:fs';
@@ -22,8 +23,9 @@ Usage: opendrim <command> [options]
 Commands:
   start                         start the node (DICOM + HTTP); the default command
   echo PEER                     C-ECHO a configured peer (by AE title) or AE@host:port
-  find PEER [KEY=VALUE...]      C-FIND studies on a peer (e.g. PatientID=P1 StudyDate=20240101-)
-  move PEER STUDY_UID [DEST]    ask PEER to C-MOVE a study to DEST (default: this node)
+  find PEER [KEY=VALUE...]      C-FIND studies on a peer (e.g. PatientID=P1 StudyDate=20240101-); a table,
+                                DICOM JSON with --json
+  move PEER STUDY_UID [DEST]    ask PEER to C-MOVE a study to DEST (default: this node); --json for scripts
   send STUDY_UID PEER           C-STORE a study held by this node to a peer
   import DIR                    import every DICOM file under DIR into this node's store
   media import PATH [--url URL] a patient's CD/DVD/USB folder (DICOMDIR or plain) or a zip/XDM archive, sent to
@@ -50,6 +52,24 @@ Options:
 Environment: OPENDRIM_HTTP_PORT, OPENDRIM_DICOM_PORT, OPENDRIM_HL7_PORT, OPENDRIM_AE_TITLE, OPENDRIM_DATA_DIR, OPENDRIM_BIND,
 OPENDRIM_PEERS (AE@host:port,...), OPENDRIM_LOG_LEVEL, DATABASE_URL (postgres://... for PostgreSQL).
 See docs/configuration.md.`;
+
+/** C-FIND study matches as a table people read. */
+function studyTable(rows: DicomJson[]): string {
+  const cols: Array<[string, string]> = [['00080020', 'Date'], ['00100020', 'Patient ID'], ['00100010', 'Patient'], ['00080061', 'Modalities'], ['00081030', 'Description'], ['00080050', 'Accession'], ['0020000D', 'Study Instance UID']];
+  const cell = (r: DicomJson, tag: string) => {
+    const v = r[tag]?.Value ?? [];
+    return v.map((x) => (typeof x === 'object' && x && 'Alphabetic' in x ? String((x as { Alphabetic?: string }).Alphabetic ?? '') : String(x))).join('\\').replace(/^(\d{4})(\d{2})(\d{2})$/, '$3/$2/$1');
+  };
+  const table = [cols.map(([, h]) => h), ...rows.map((r) => cols.map(([t]) => cell(r, t)))];
+  const widths = cols.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  return table.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** A DIMSE status as people read it. */
+function statusText(status: number): string {
+  const names: Record<number, string> = { 0x0000: 'success', 0xb000: 'warning: some sub-operations failed', 0xa801: 'refused: the peer does not know the destination AE title', 0xa701: 'refused: the peer is out of resources', 0xa702: 'failed: the sub-operations failed', 0xa900: 'refused: the identifier does not match', 0xc000: 'failed: the peer could not process the request', 0xfe00: 'cancelled' };
+  return `${names[status] ?? 'failed'} (status 0x${status.toString(16).padStart(4, '0').toUpperCase()})`;
+}
 
 function resolvePeer(config: Config, spec: string): Remote {
   const known = config.peers.find((p) => p.aeTitle === spec);
@@ -80,7 +100,7 @@ export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, port: { type: 'string' }, 'data-dir': { type: 'string' }, bind: { type: 'string' }, client: { type: 'string' }, redirect: { type: 'string', multiple: true }, key: { type: 'string' }, in: { type: 'string' }, out: { type: 'string' }, url: { type: 'string' }, modality: { type: 'string' }, series: { type: 'string' }, slices: { type: 'string' }, 'patient-id': { type: 'string' }, 'patient-name': { type: 'string' }, ins: { type: 'string' }, description: { type: 'string' } },
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' }, port: { type: 'string' }, 'data-dir': { type: 'string' }, bind: { type: 'string' }, client: { type: 'string' }, redirect: { type: 'string', multiple: true }, key: { type: 'string' }, in: { type: 'string' }, out: { type: 'string' }, url: { type: 'string' }, json: { type: 'boolean' }, modality: { type: 'string' }, series: { type: 'string' }, slices: { type: 'string' }, 'patient-id': { type: 'string' }, 'patient-name': { type: 'string' }, ins: { type: 'string' }, description: { type: 'string' } },
   });
   if (values.help) {
     console.log(HELP);
@@ -190,7 +210,12 @@ export async function main(argv: string[]): Promise<number> {
       if (!args[0]) throw new ConfigError('usage: opendrim echo PEER');
       const peer = resolvePeer(config, args[0]);
       const t = Date.now();
-      await echo(peer, config.aeTitle);
+      try {
+        await echo(peer, config.aeTitle);
+      } catch (e) {
+        // The usual cause: the peer does not know the AE title this command calls as.
+        throw new Error(`C-ECHO ${peer.aeTitle}@${peer.host}:${peer.port} failed: ${(e as Error).message} (this command calls as ${config.aeTitle}, set by aeTitle / OPENDRIM_AE_TITLE: the peer must accept that AE title from this host)`);
+      }
       console.log(`C-ECHO ${peer.aeTitle}@${peer.host}:${peer.port}: success (${Date.now() - t} ms)`);
       return 0;
     }
@@ -204,15 +229,18 @@ export async function main(argv: string[]): Promise<number> {
         keys[kv.slice(0, i)] = kv.slice(i + 1);
       }
       const results = await find(peer, config.aeTitle, 'STUDY', keys);
-      console.log(JSON.stringify(results, null, 2));
-      console.error(`${results.length} studies`);
+      if (values.json) console.log(JSON.stringify(results, null, 2));
+      else console.log(studyTable(results));
+      console.error(`${results.length} ${results.length === 1 ? 'study' : 'studies'}`);
       return 0;
     }
     case 'move': {
       if (!args[0] || !args[1]) throw new ConfigError('usage: opendrim move PEER STUDY_UID [DEST]');
       const peer = resolvePeer(config, args[0]);
-      const r = await move(peer, config.aeTitle, args[2] ?? config.aeTitle, 'STUDY', { StudyInstanceUID: args[1] });
-      console.log(JSON.stringify(r));
+      const destination = args[2] ?? config.aeTitle;
+      const r = await move(peer, config.aeTitle, destination, 'STUDY', { StudyInstanceUID: args[1] });
+      if (values.json) console.log(JSON.stringify(r));
+      else console.log(`C-MOVE of study ${args[1]} from ${peer.aeTitle} to ${destination}: ${r.completed} sent, ${r.failed} failed, ${r.warning} with warnings — ${statusText(r.status)}`);
       return r.status === 0 ? 0 : 1;
     }
     case 'send': {
