@@ -40,6 +40,19 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
       await new Promise((r) => setTimeout(r, 250));
     }
   };
+  /** A practitioner logs in at B, sends a CD (folder) or an archive from the media page, and waits for the report. */
+  const uploadMedia = async (browser: Awaited<ReturnType<typeof launchChromium>>, input: '#media-zip' | '#media-folder', file: string) => {
+    const pg = await (await browser.newContext({ viewport: { width: 1200, height: 800 }, ignoreHTTPSErrors: true })).newPage();
+    await pg.goto(`${net.bUrl}/app/media`);
+    await pg.click('#psc-login');
+    await pscLogin(pg);
+    if (!pg.url().includes('/app/media')) await pg.goto(`${net.bUrl}/app/media`);
+    await pg.setInputFiles(input, file);
+    await pg.click('#media-send');
+    const item = pg.locator('#media-studies li');
+    await item.waitFor({ timeout: 60_000 });
+    return { pg, item };
+  };
   const inPacsB = (studyUid: string) => find({ aeTitle: 'PACSB', host: '127.0.0.1', port: net.pacsB.dicomPort }, 'DRIMBOXB', 'STUDY', { StudyInstanceUID: studyUid, PatientID: '', IssuerOfPatientID: '', OtherPatientIDs: '', NumberOfStudyRelatedInstances: '' });
   const adtToB = async (segments: string[]) => {
     const ack = parseMessage(await sendMllp('127.0.0.1', net.b.hl7Port!, segments.join('\r')));
@@ -184,15 +197,7 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
     await pipeline(zip.outputStream, createWriteStream(zipFile));
     const browser = await launchChromium();
     try {
-      const pg = await (await browser.newContext({ viewport: { width: 1200, height: 800 }, ignoreHTTPSErrors: true })).newPage();
-      await pg.goto(`${net.bUrl}/app/media`);
-      await pg.click('#psc-login');
-      await pscLogin(pg);
-      if (!pg.url().includes('/app/media')) await pg.goto(`${net.bUrl}/app/media`);
-      await pg.setInputFiles('#media-zip', zipFile);
-      await pg.click('#media-send');
-      const item = pg.locator('#media-studies li');
-      await item.waitFor({ timeout: 60_000 });
+      const { pg, item } = await uploadMedia(browser, '#media-zip', zipFile);
       assert.equal(await item.getAttribute('data-state'), 'waiting-identity');
       assert.match(await pg.locator('#media-status').innerText(), /2 instance/);
       await pg.screenshot({ path: path.resolve('docs/screenshots', 'media-import.png'), fullPage: true });
@@ -223,15 +228,7 @@ describe('routing: A → B automatically, identities reconciled on arrival', { s
     assert.equal(mk.code, 0, mk.out);
     const browser = await launchChromium();
     try {
-      const pg = await (await browser.newContext({ viewport: { width: 1200, height: 800 }, ignoreHTTPSErrors: true })).newPage();
-      await pg.goto(`${net.bUrl}/app/media`);
-      await pg.click('#psc-login');
-      await pscLogin(pg);
-      if (!pg.url().includes('/app/media')) await pg.goto(`${net.bUrl}/app/media`);
-      await pg.setInputFiles('#media-folder', cd);
-      await pg.click('#media-send');
-      const item = pg.locator('#media-studies li');
-      await item.waitFor({ timeout: 60_000 });
+      const { pg } = await uploadMedia(browser, '#media-folder', cd);
       assert.match(await pg.locator('#media-status').innerText(), new RegExp(`${study.files.length} instance`));
       assert.doesNotMatch(await pg.locator('#media-report').innerText(), /EEXIST|\/tmp\//, 'no server error or path shown');
     } finally {
